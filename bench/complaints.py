@@ -1,0 +1,277 @@
+"""Complaints: POST /complaints over real HTTP at 32 concurrent clients, and mass SLA breaches.
+
+The service runs as its own process (`python -m services.complaints`, uvicorn) on a free
+127.0.0.1 port, as it would in production. The load generator is a minimal keep-alive
+HTTP/1.1 client on asyncio streams: on two cores a full HTTP client library would spend
+more CPU than the server it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.kit import group_ids, percentile, skip_backlog, wait_until
+from services.complaints import store
+from services.complaints.app import SPEC as COMPLAINTS
+from services.complaints.domain import TIMER_SLA, Filing, file_complaint, grade, sla_timer_key
+from services.complaints.settings import ComplaintsSettings
+from shared.contracts.topics import SLA_BREACHED
+from shared.db import asyncpg_dsn
+from shared.devstack.broker import free_port
+from shared.testing.infra import Infrastructure
+from shared.testing.kafka import count_records
+from shared.testing.services import TEST_JWT_SECRET
+from shared.web.auth import mint_token
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    base_url: str
+    port: int
+    schema: str
+    database_url: str
+
+    def token(self, role: str, **claims: Any) -> str:
+        return mint_token(TEST_JWT_SECRET, role=role, **claims)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def complaints_server(infra: Infrastructure) -> AsyncIterator[Server]:
+    """The complaints service in its own process, on a new schema, consumers at topic ends."""
+    schema = f"complaints_b{uuid.uuid4().hex[:6]}"
+    for group, topics in group_ids(COMPLAINTS, schema).items():
+        await skip_backlog(infra.bootstrap_servers, group, topics)
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": infra.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "STEWARD_JWT_SECRET": TEST_JWT_SECRET,
+        "STEWARD_ENV": "dev",
+        "SCHEMA_NAME": schema,
+        "COMPLAINTS_PORT": str(port),
+        "STEWARD_LOG_LEVEL": "WARNING",
+    }
+    log_path = Path(tempfile.gettempdir()) / f"bench-complaints-{port}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.complaints", cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+
+            async def ready() -> int:
+                if process.returncode is not None:
+                    raise RuntimeError(f"complaints server exited; see {log_path}")
+                try:
+                    return (await client.get("/readyz")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await wait_until(ready, lambda s: s == 200, timeout=120, every=0.2)
+        yield Server(base, port, schema, infra.database_url)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+# --- POST /complaints at 32 concurrent clients --------------------------------------------
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def post_complaints(server: Server, clients: int, seconds: float) -> dict[str, Any]:
+    """Each client files complaints back to back on its own keep-alive connection."""
+    token = server.token("staff", employee_id="E001", department="customer_service")
+    latencies: list[float] = []
+    failures: dict[int, int] = {}
+    stop_at = 0.0
+
+    def request(n: int) -> bytes:
+        body = json.dumps(
+            {
+                "customer_id": f"CB{n % 50_000:06d}",
+                "channel": "branch",
+                "category": "fees",
+                "description": "Charged twice for the annual card fee",
+                "branch_id": "B001",
+            }
+        ).encode()
+        head = (
+            f"POST /complaints HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    async def client(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        n = k
+        try:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                writer.write(request(n))
+                status = await _read_response(reader)
+                latencies.append(time.perf_counter() - started)
+                if status != 201:
+                    failures[status] = failures.get(status, 0) + 1
+                n += clients
+        finally:
+            writer.close()
+
+    stop_at = time.perf_counter() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - started
+    ms = [s * 1000 for s in latencies]
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "failures": failures,
+    }
+
+
+# --- mass SLA breaches --------------------------------------------------------------------
+
+
+def _seed_rows(count: int, now: datetime) -> tuple[list[str], list[tuple[Any, ...]], datetime]:
+    """Complaint rows and their response-breach timers, cloned from one domain-built complaint."""
+    policy = ComplaintsSettings(
+        kafka_bootstrap_servers="x", database_url="x", steward_jwt_secret="x" * 32
+    ).policy()
+    filing = Filing(
+        complaint_ref="BENCH-TEMPLATE",
+        customer_id="C-TEMPLATE",
+        channel="branch",
+        category="fees",
+        description="Charged twice for the annual card fee",
+        amount_involved=None,
+        received_by="E001",
+        branch_id="B001",
+        received_at=now,
+    )
+    grading = grade(filing.category, filing.channel, None, None, False, policy)
+    complaint, instructions = file_complaint("TEMPLATE", filing, grading, False, policy)
+    [breach] = [
+        i
+        for i in instructions
+        if getattr(i, "key", "") == sla_timer_key("TEMPLATE", "response", "breach_1", 0)
+    ]
+    template = store._row(complaint, now)
+    columns = list(template)
+    run = uuid.uuid4().hex[:6]
+    complaints = []
+    for n in range(count):
+        complaint_id = f"SLA{run}-{n:07d}"
+        row = dict(template)
+        row["complaint_id"] = complaint_id
+        row["complaint_ref"] = f"BENCH-{run}-{n}"
+        row["customer_id"] = f"CS{run}-{n:07d}"
+        row["document"] = json.dumps(
+            template["document"]
+            | {k: row[k] for k in ("complaint_id", "complaint_ref", "customer_id")}
+        )
+        complaints.append(tuple(row[c] for c in columns))
+    return columns, complaints, breach.due_at  # type: ignore[union-attr]
+
+
+async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict[str, Any]:
+    """Seed `count` complaints due at one instant, move the clock past it, time the breaches."""
+    conn = await asyncpg.connect(
+        asyncpg_dsn(infra.database_url), server_settings={"search_path": server.schema}
+    )
+    try:
+        now = await conn.fetchval("SELECT now()")
+        seeded = time.perf_counter()
+        columns, rows, due_at = _seed_rows(count, now)
+        complaint_ids = [r[0] for r in rows]
+        await conn.copy_records_to_table("complaints", records=rows, columns=columns)
+        await conn.copy_records_to_table(
+            "timers",
+            records=[
+                (
+                    TIMER_SLA,
+                    sla_timer_key(cid, "response", "breach_1", 0),
+                    due_at,
+                    json.dumps({"complaint_id": cid, "clock": "response", "level": "breach_1"}),
+                )
+                for cid in complaint_ids
+            ],
+            columns=["kind", "key", "due_at", "payload"],
+        )
+        seed_seconds = time.perf_counter() - seeded
+        before = await count_records(infra.bootstrap_servers, SLA_BREACHED)
+        admin = {"Authorization": f"Bearer {server.token('admin')}"}
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            clock = await client.post(
+                "/admin/clock", json={"advance_seconds": 0.001}, headers=admin
+            )
+            clock.raise_for_status()
+            server_now = datetime.fromisoformat(clock.json()["now"])
+            advance = (due_at - server_now).total_seconds() + 1
+            started = time.perf_counter()
+            response = await client.post(
+                "/admin/clock", json={"advance_seconds": advance}, headers=admin
+            )
+            response.raise_for_status()
+
+        async def published() -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM outbox WHERE topic = $1 AND sent_at IS NOT NULL",
+                    SLA_BREACHED,
+                )
+            )
+
+        await wait_until(published, lambda n: n >= count, timeout=1800, every=0.25)
+        elapsed = time.perf_counter() - started
+        on_topic = await count_records(infra.bootstrap_servers, SLA_BREACHED) - before
+        escalated = await conn.fetchval(
+            "SELECT count(*) FROM complaints WHERE escalation_level = 1 AND complaint_id = ANY($1)",
+            complaint_ids,
+        )
+    finally:
+        await conn.close()
+    return {
+        "seconds": elapsed,
+        "per_second": count / elapsed,
+        "seed_seconds": seed_seconds,
+        "on_topic": on_topic,
+        "escalated": int(escalated),
+        "advance_hours": advance / 3600,
+    }

@@ -1,0 +1,150 @@
+"""Helpers shared by the benchmark sections: consumer groups, steady producers, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from shared.clock import DevClock
+from shared.contracts.topics import TOPICS
+from shared.service import ServiceSpec
+from shared.testing.infra import Infrastructure
+from shared.testing.services import RunningService, running_service, service_settings
+
+
+def group_ids(spec: ServiceSpec, schema: str) -> dict[str, tuple[str, ...]]:
+    """Consumer group → topics of a service instance on `schema` (as Runtime names them)."""
+    settings = spec.settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        database_url="postgresql+asyncpg://x@127.0.0.1:1/x",
+        steward_jwt_secret="x" * 32,
+        steward_env="dev",
+        schema_name=schema,
+    )
+    # wire() only reads settings and builds handlers; nothing connects.
+    rt = SimpleNamespace(settings=settings, state={}, sessions=None, clock=DevClock())
+    wiring = spec.wire(rt)  # type: ignore[arg-type]
+    return {f"{spec.name}.{s.name}@{schema}": tuple(s.topics) for s in wiring.subscriptions}
+
+
+async def skip_backlog(bootstrap: str, group: str, topics: Sequence[str]) -> int:
+    """Commit `group` past everything already on `topics`, so a new instance starts at "now".
+
+    Offsets are found by reading to the end (ListOffsets is unreliable on the embedded
+    broker); returns how many records were skipped.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last: dict[TopicPartition, int] = {}
+        count = idle = 0
+        while idle < 3:
+            batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            for tp, records in batches.items():
+                if records:
+                    last[tp] = records[-1].offset
+                    count += len(records)
+            idle = 0 if any(batches.values()) else idle + 1
+        if last:
+            await consumer.commit({tp: OffsetAndMetadata(o + 1, "") for tp, o in last.items()})
+        return count
+    finally:
+        await consumer.stop()
+
+
+@asynccontextmanager
+async def fresh_service(
+    spec: ServiceSpec, infra: Infrastructure, **overrides: Any
+) -> AsyncIterator[RunningService]:
+    """A service instance in a new schema whose consumers start at the current topic ends."""
+    schema = f"{spec.name}_b{uuid.uuid4().hex[:6]}"
+    for group, topics in group_ids(spec, schema).items():
+        await skip_backlog(infra.bootstrap_servers, group, topics)
+    settings = service_settings(spec, infra, schema=schema, **overrides)
+    async with running_service(spec, settings) as svc:
+        yield svc
+
+
+@asynccontextmanager
+async def services(
+    infra: Infrastructure, *specs: ServiceSpec, **overrides: Any
+) -> AsyncIterator[list[RunningService]]:
+    """Several fresh services, started one after the other (concurrent migrations can block
+    each other on shared catalog locks)."""
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(fresh_service(s, infra, **overrides)) for s in specs]
+
+
+def envelope(topic: str, data: dict[str, Any]) -> bytes:
+    """A JSON envelope for `topic` (as an upstream system would publish it)."""
+    return json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": TOPICS[topic].event_type,
+            "schema_version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "producer": "bench",
+            "data": data,
+        }
+    ).encode()
+
+
+async def producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    kafka = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    await kafka.start()
+    return kafka
+
+
+async def publish_all(
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]], **options: Any
+) -> None:
+    """Publish pre-encoded (key, value) messages as fast as possible and wait for the acks."""
+    kafka = await producer(bootstrap, linger_ms=20, max_batch_size=512 * 1024, **options)
+    try:
+        pending = []
+        for key, value in messages:
+            pending.append(await kafka.send(topic, value, key=key))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await kafka.stop()
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+async def wait_until(probe: Any, done: Any, *, timeout: float, every: float = 0.05) -> Any:
+    """Poll `await probe()` until `done(value)`; raises TimeoutError with the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still {value!r} after {timeout:.0f}s")
+        await asyncio.sleep(every)

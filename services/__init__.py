@@ -1,0 +1,1 @@
+"""The four Steward services; each runs with `python -m services.<name>`."""

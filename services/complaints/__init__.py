@@ -1,0 +1,1 @@
+"""Complaints: grading, first-contact ownership, SLA clocks, escalation, callbacks, compensation."""

@@ -1,0 +1,368 @@
+"""Complaint events, commands and timers → domain → store + outbox, in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.complaints import store
+from services.complaints.domain import (
+    CancelTimer,
+    Complaint,
+    ComplaintPolicy,
+    Filing,
+    InvalidCommand,
+    Level,
+    PastComplaint,
+    ScheduleTimer,
+    SlaAlert,
+    TimerInstruction,
+    file_complaint,
+    grade,
+    is_repeat,
+)
+from shared import ratelimit
+from shared.contracts import Envelope
+from shared.contracts.events import (
+    ComplaintCallbackDue,
+    ComplaintCompensation,
+    ComplaintFiled,
+    ComplaintUpdated,
+    OpsAlert,
+    SlaBreached,
+    SlaClock,
+    SlaWarning,
+    TierChanged,
+)
+from shared.contracts.topics import (
+    COMPLAINT_CALLBACK_DUE,
+    COMPLAINT_UPDATED,
+    OPS_ALERTS,
+    SLA_BREACHED,
+    SLA_WARNING,
+)
+from shared.messaging.consumer import RejectedEvent
+from shared.ratelimit import RateLimit
+from shared.timers import DueTimer
+from shared.unit_of_work import Tx
+
+
+class ComplaintNotFound(LookupError):
+    """No complaint with that id."""
+
+
+class DuplicateComplaintRef(Exception):
+    """A complaint with this complaint_ref was already filed."""
+
+    def __init__(self, complaint_ref: str, complaint_id: str) -> None:
+        super().__init__(f"complaint_ref {complaint_ref!r} was already filed as {complaint_id}")
+        self.complaint_id = complaint_id
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was already used for a different request."""
+
+
+def snapshot(c: Complaint, now: datetime) -> ComplaintUpdated:
+    """The full snapshot published after each change."""
+    return ComplaintUpdated(
+        complaint_id=c.complaint_id,
+        complaint_ref=c.complaint_ref,
+        customer_id=c.customer_id,
+        status=c.status,
+        severity=c.severity,
+        category=c.category,
+        owner_id=c.owner_id,
+        department=c.department,
+        handler_id=c.handler_id,
+        resolution_due_at=c.resolution_due_at(now),
+        regulatory_due_at=c.regulatory_due_at,
+        change=c.last_change,
+        channel=c.channel,
+        branch_id=c.branch_id,
+        received_at=c.received_at,
+        response_due_at=c.response_due_at,
+        sla_paused=c.resolution_clock.paused_since is not None,
+        is_repeat=c.is_repeat,
+        escalation_level=c.escalation_level,
+        flagged_for_review=c.flagged_for_review,
+        resolved_at=c.resolved_at,
+        compensation=tuple(
+            ComplaintCompensation(
+                kind=g.kind,
+                points=g.points,
+                amount=g.amount,
+                loss_amount=g.loss_amount,
+                apology_visit=g.apology_visit,
+                granted_at=g.at,
+            )
+            for g in c.compensation
+        ),
+    )
+
+
+async def apply_timers(tx: Tx, instructions: Sequence[TimerInstruction]) -> None:
+    """Turn the domain's timer instructions into durable timers (runs of schedules of one
+    kind go in one statement; order with cancels is kept)."""
+    run: list[ScheduleTimer] = []
+
+    async def flush() -> None:
+        if run:
+            await tx.schedule_many(run[0].kind, [(i.key, i.due_at, dict(i.payload)) for i in run])
+            run.clear()
+
+    for instruction in instructions:
+        if isinstance(instruction, ScheduleTimer):
+            if run and run[0].kind != instruction.kind:
+                await flush()
+            run.append(instruction)
+        elif isinstance(instruction, CancelTimer):
+            await flush()
+            await tx.cancel(instruction.kind, instruction.key)
+    await flush()
+
+
+def publish(tx: Tx, c: Complaint, causation: Envelope[Any] | None = None) -> None:
+    tx.emit(COMPLAINT_UPDATED, snapshot(c, tx.now), key=c.customer_id, causation=causation)
+
+
+async def file_complaints(
+    tx: Tx,
+    filings: Sequence[tuple[Filing, Envelope[Any] | None, str]],
+    policy: ComplaintPolicy,
+) -> list[Complaint | DuplicateComplaintRef]:
+    """File new complaints (filing, causing event, new id); a known complaint_ref is a duplicate."""
+    if not filings:
+        return []
+    existing = await store.ids_by_ref(tx.session, (f.complaint_ref for f, _, _ in filings))
+    customers = [f.customer_id for f, _, _ in filings]
+    tiers = await store.tiers_of(tx.session, customers)
+    since = store.since_for_repeats(
+        (f.received_at for f, _, _ in filings), policy.repeat_window_days
+    )
+    earlier: list[PastComplaint] = await store.past_complaints(tx.session, customers, since)
+    results: list[Complaint | DuplicateComplaintRef] = []
+    filed: list[Complaint] = []
+    timers: list[TimerInstruction] = []
+    for filing, event, complaint_id in filings:
+        if filing.complaint_ref in existing:
+            results.append(
+                DuplicateComplaintRef(filing.complaint_ref, existing[filing.complaint_ref])
+            )
+            continue
+        repeat = is_repeat(filing.customer_id, filing.category, filing.received_at, earlier, policy)
+        grading = grade(
+            filing.category,
+            filing.channel,
+            filing.amount_involved,
+            tiers.get(filing.customer_id),
+            repeat,
+            policy,
+        )
+        complaint, instructions = file_complaint(complaint_id, filing, grading, repeat, policy)
+        existing[filing.complaint_ref] = complaint_id
+        earlier.append(PastComplaint(filing.customer_id, filing.category, filing.received_at))
+        publish(tx, complaint, event)
+        filed.append(complaint)
+        timers += instructions
+        results.append(complaint)
+    await store.save(tx.session, filed, tx.now)
+    await apply_timers(tx, timers)
+    return results
+
+
+async def file_from_api(
+    tx: Tx,
+    filing: Filing,
+    policy: ComplaintPolicy,
+    *,
+    principal: str,
+    idempotency_key: str | None,
+    request_hash: str,
+    limit: RateLimit | None = None,
+) -> tuple[Complaint, bool]:
+    """File one complaint from the API; a retried Idempotency-Key returns (earlier, True).
+
+    Filings per customer are rate-limited (`limit`): every filing can trigger an SMS, so
+    an unlimited API would let anyone pump messages to a number.
+    """
+    complaint_id = str(uuid.uuid4())
+    if idempotency_key:
+        held = await store.claim_idempotency_key(
+            tx.session, principal, idempotency_key, request_hash, complaint_id, tx.now
+        )
+        if held is not None:
+            earlier_hash, earlier_id = held
+            if earlier_hash != request_hash:
+                raise IdempotencyKeyReused(
+                    "Idempotency-Key was already used with a different request body"
+                )
+            earlier = await store.get(tx.session, earlier_id)
+            if earlier is None:
+                raise ComplaintNotFound(earlier_id)
+            return earlier, True
+    if limit is not None:
+        await ratelimit.use(tx.session, f"complaint-filing:{filing.customer_id}", limit, tx.now)
+    [result] = await file_complaints(tx, [(filing, None, complaint_id)], policy)
+    if isinstance(result, DuplicateComplaintRef):
+        raise result
+    return result, False
+
+
+def filing_of(data: ComplaintFiled) -> Filing:
+    """The FileComplaint command of a ComplaintFiled event (raises InvalidCommand)."""
+    return Filing(
+        complaint_ref=data.complaint_ref,
+        customer_id=data.customer_id,
+        channel=data.channel,
+        category=data.category,
+        description=data.description,
+        amount_involved=data.amount_involved,
+        received_by=data.received_by,
+        branch_id=data.branch_id,
+        received_at=data.received_at,
+    )
+
+
+@dataclass
+class FileComplaintsFromChannels:
+    """Batch handler of channels.complaint-filed.v1; idempotent on complaint_ref."""
+
+    policy: ComplaintPolicy
+
+    async def __call__(self, tx: Tx, events: list[Envelope[Any]]) -> None:
+        filings = []
+        for event in events:
+            try:
+                filings.append((filing_of(event.data), event, str(uuid.uuid4())))
+            except InvalidCommand as exc:
+                raise RejectedEvent(
+                    event, f"data.{exc.field}: {exc.problem}", "invalid_complaint"
+                ) from None
+        await file_complaints(tx, filings, self.policy)
+
+
+async def apply_tier_changes(tx: Tx, events: list[Envelope[Any]]) -> None:
+    """Keep the local read model of customer tiers (no calls to tiering)."""
+    latest: dict[str, TierChanged] = {}
+    for event in events:
+        data: TierChanged = event.data
+        current = latest.get(data.customer_id)
+        if current is None or data.evaluated_at >= current.evaluated_at:
+            latest[data.customer_id] = data
+    await store.save_tiers(
+        tx.session,
+        [
+            {"customer_id": d.customer_id, "tier": d.tier, "evaluated_at": d.evaluated_at}
+            for d in latest.values()
+        ],
+    )
+
+
+Command = Callable[[Complaint, datetime], Sequence[TimerInstruction] | None]
+
+
+async def act(tx: Tx, complaint_id: str, command: Command) -> Complaint:
+    """Run one command on a locked complaint; save, emit the snapshot, apply its timers."""
+    loaded = await store.load_for_update(tx.session, [complaint_id])
+    complaint = loaded.get(complaint_id)
+    if complaint is None:
+        raise ComplaintNotFound(complaint_id)
+    instructions = command(complaint, tx.now) or []
+    await store.save(tx.session, [complaint], tx.now)
+    await apply_timers(tx, instructions)
+    publish(tx, complaint)
+    return complaint
+
+
+def _parse_sla_key(key: str) -> tuple[str, SlaClock, Level, int]:
+    complaint_id, clock, level, generation = key.rsplit(":", 3)
+    return complaint_id, clock, level, int(generation)  # type: ignore[return-value]
+
+
+def _alert_payload(c: Complaint, alert: SlaAlert) -> dict[str, Any]:
+    return {
+        "complaint_id": c.complaint_id,
+        "customer_id": c.customer_id,
+        "severity": c.severity,
+        "clock": alert.clock,
+        "due_at": alert.due_at,
+        "owner_id": c.owner_id,
+        "handler_id": c.handler_id,
+        "department": c.department,
+    }
+
+
+async def fire_sla_timers(tx: Tx, due: list[DueTimer]) -> None:
+    """SLA thresholds reached: warning or breach, each once per complaint, clock and level."""
+    keys = [_parse_sla_key(t.key) for t in due]
+    complaints = await store.load_for_update(tx.session, (k[0] for k in keys))
+    changed: dict[str, Complaint] = {}
+    for complaint_id, clock, level, generation in keys:  # claimed in due order
+        c = complaints.get(complaint_id)
+        alert = c.sla_due(tx.now, clock, level, generation) if c else None
+        if c is None or alert is None:
+            continue  # stale timer: the clock was met, paused or moved since
+        changed[c.complaint_id] = c
+        if alert.escalation_level == 0:
+            tx.emit(SLA_WARNING, SlaWarning(**_alert_payload(c, alert)), key=c.customer_id)
+            continue
+        tx.emit(
+            SLA_BREACHED,
+            SlaBreached(
+                **_alert_payload(c, alert),
+                escalation_level=alert.escalation_level,
+                overdue_by_seconds=int(alert.overdue_by.total_seconds()),
+            ),
+            key=c.customer_id,
+        )
+        tx.emit(
+            OPS_ALERTS,
+            OpsAlert(
+                service="complaints",
+                severity="critical" if alert.escalation_level == 2 else "warning",
+                kind="sla_breach",
+                message=(
+                    f"complaint {c.complaint_id} ({c.severity}) breached its {alert.clock} "
+                    f"deadline, escalation level {alert.escalation_level}"
+                ),
+                details={"complaint_id": c.complaint_id, "department": c.department},
+            ),
+            key=c.customer_id,
+        )
+        publish(tx, c)
+    await store.save(tx.session, list(changed.values()), tx.now)
+
+
+def _parse_callback_key(key: str) -> tuple[str, int, int]:
+    complaint_id, cycle, sequence = key.rsplit(":", 2)
+    return complaint_id, int(cycle), int(sequence)
+
+
+async def fire_callback_timers(tx: Tx, due: list[DueTimer]) -> None:
+    """Post-resolution callbacks due: ask the first-contact owner to call the customer."""
+    keys = [_parse_callback_key(t.key) for t in due]
+    complaints = await store.load_for_update(tx.session, (k[0] for k in keys))
+    changed: dict[str, Complaint] = {}
+    for complaint_id, cycle, sequence in keys:
+        c = complaints.get(complaint_id)
+        callback = c.callback_due(tx.now, cycle, sequence) if c else None
+        if c is None or callback is None:
+            continue
+        changed[c.complaint_id] = c
+        tx.emit(
+            COMPLAINT_CALLBACK_DUE,
+            ComplaintCallbackDue(
+                customer_id=c.customer_id,
+                reason="complaint_followup",
+                complaint_id=c.complaint_id,
+                sequence=sequence,
+                assignee_id=c.owner_id,
+                due_at=callback.due_at,
+            ),
+            key=c.customer_id,
+        )
+    await store.save(tx.session, list(changed.values()), tx.now)

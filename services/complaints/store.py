@@ -1,0 +1,337 @@
+"""Complaints tables and set-based queries (schema `complaints`).
+
+A complaint is stored as one row: the columns lists and reports filter on, plus the whole
+aggregate as a JSONB document (trail, clocks, callbacks, compensation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.complaints.domain import OPEN, Complaint, PastComplaint
+from shared.contracts.events import Tier
+
+metadata = MetaData()
+TS = DateTime(timezone=True)
+
+complaints = Table(
+    "complaints",
+    metadata,
+    Column("complaint_id", Text, primary_key=True),
+    Column("complaint_ref", Text, nullable=False, unique=True),
+    Column("customer_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("department", Text, nullable=False),
+    Column("handler_id", Text, nullable=True),
+    Column("owner_id", Text, nullable=False),
+    Column("branch_id", Text, nullable=False),
+    Column("received_at", TS, nullable=False),
+    Column("response_due_at", TS, nullable=False),
+    Column("response_running", Boolean, nullable=False),
+    Column("resolution_due_at", TS, nullable=False),
+    Column("resolution_running", Boolean, nullable=False),
+    Column("regulatory_due_at", TS, nullable=False),
+    Column("resolved_at", TS, nullable=True),
+    Column("resolved_on_time", Boolean, nullable=True),
+    Column("is_repeat", Boolean, nullable=False),
+    Column("flagged_for_review", Boolean, nullable=False),
+    Column("escalation_level", Integer, nullable=False),
+    Column("document", JSONB, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("complaints_customer_category", "customer_id", "category", "received_at"),
+    Index("complaints_status", "status"),
+)
+
+customer_tiers = Table(
+    "customer_tiers",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("tier", Text, nullable=False),
+    Column("evaluated_at", TS, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", Text, primary_key=True),
+    Column("idempotency_key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("complaint_id", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+_document = TypeAdapter(Complaint)
+
+
+def _row(c: Complaint, now: datetime) -> dict[str, Any]:
+    return {
+        "complaint_id": c.complaint_id,
+        "complaint_ref": c.complaint_ref,
+        "customer_id": c.customer_id,
+        "status": c.status,
+        "severity": c.severity,
+        "category": c.category,
+        "channel": c.channel,
+        "department": c.department,
+        "handler_id": c.handler_id,
+        "owner_id": c.owner_id,
+        "branch_id": c.branch_id,
+        "received_at": c.received_at,
+        "response_due_at": c.response_clock.due_at(now),
+        "response_running": c.response_clock.running,
+        "resolution_due_at": c.resolution_clock.due_at(now),
+        "resolution_running": c.resolution_clock.running,
+        "regulatory_due_at": c.regulatory_due_at,
+        "resolved_at": c.resolved_at,
+        "resolved_on_time": c.resolved_on_time,
+        "is_repeat": c.is_repeat,
+        "flagged_for_review": c.flagged_for_review,
+        "escalation_level": c.escalation_level,
+        "document": _document.dump_python(c, mode="json"),
+        "updated_at": now,
+    }
+
+
+def _complaint(document: dict[str, Any]) -> Complaint:
+    return _document.validate_python(document)
+
+
+async def save(session: AsyncSession, items: Sequence[Complaint], now: datetime) -> None:
+    """Insert or replace the given complaints in one statement."""
+    if not items:
+        return
+    stmt = pg_insert(complaints).values([_row(c, now) for c in items])
+    columns = [c.name for c in complaints.columns if c.name not in ("complaint_id",)]
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[complaints.c.complaint_id],
+            set_={name: stmt.excluded[name] for name in columns},
+        )
+    )
+
+
+async def load_for_update(session: AsyncSession, ids: Iterable[str]) -> dict[str, Complaint]:
+    """The complaints with these ids, row-locked for the transaction."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(complaints.c.document)
+        .where(complaints.c.complaint_id.in_(wanted))
+        .order_by(complaints.c.complaint_id)
+        .with_for_update()
+    )
+    loaded = [_complaint(doc) for (doc,) in rows]
+    return {c.complaint_id: c for c in loaded}
+
+
+async def get(session: AsyncSession, complaint_id: str) -> Complaint | None:
+    row = await session.scalar(
+        select(complaints.c.document).where(complaints.c.complaint_id == complaint_id)
+    )
+    return None if row is None else _complaint(row)
+
+
+async def ids_by_ref(session: AsyncSession, refs: Iterable[str]) -> dict[str, str]:
+    """complaint_ref → complaint_id for the refs already filed."""
+    wanted = sorted(set(refs))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(complaints.c.complaint_ref, complaints.c.complaint_id).where(
+            complaints.c.complaint_ref.in_(wanted)
+        )
+    )
+    return {ref: cid for ref, cid in rows}
+
+
+async def past_complaints(
+    session: AsyncSession, customer_ids: Iterable[str], since: datetime
+) -> list[PastComplaint]:
+    """Complaints of these customers received since `since` (repeat detection)."""
+    wanted = sorted(set(customer_ids))
+    rows = await session.execute(
+        select(complaints.c.customer_id, complaints.c.category, complaints.c.received_at).where(
+            complaints.c.customer_id.in_(wanted), complaints.c.received_at >= since
+        )
+    )
+    return [PastComplaint(r.customer_id, r.category, r.received_at) for r in rows]
+
+
+async def tiers_of(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, Tier]:
+    """The latest known tier of each customer (read model of tiering.tier-changed.v1)."""
+    wanted = sorted(set(customer_ids))
+    rows = await session.execute(
+        select(customer_tiers.c.customer_id, customer_tiers.c.tier).where(
+            customer_tiers.c.customer_id.in_(wanted)
+        )
+    )
+    return {cid: tier for cid, tier in rows}
+
+
+async def save_tiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert tiers; an older evaluation never overwrites a newer one."""
+    if not rows:
+        return
+    stmt = pg_insert(customer_tiers).values(list(rows))
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[customer_tiers.c.customer_id],
+            set_={"tier": stmt.excluded.tier, "evaluated_at": stmt.excluded.evaluated_at},
+            where=customer_tiers.c.evaluated_at <= stmt.excluded.evaluated_at,
+        )
+    )
+
+
+async def claim_idempotency_key(
+    session: AsyncSession,
+    principal: str,
+    key: str,
+    request_hash: str,
+    complaint_id: str,
+    now: datetime,
+) -> tuple[str, str] | None:
+    """Claim the key for this request; if taken, the (request_hash, complaint_id) it holds."""
+    inserted = await session.scalar(
+        pg_insert(idempotency_keys)
+        .values(
+            principal=principal,
+            idempotency_key=key,
+            request_hash=request_hash,
+            complaint_id=complaint_id,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(idempotency_keys.c.complaint_id)
+    )
+    if inserted is not None:
+        return None
+    row = (
+        await session.execute(
+            select(idempotency_keys.c.request_hash, idempotency_keys.c.complaint_id).where(
+                idempotency_keys.c.principal == principal,
+                idempotency_keys.c.idempotency_key == key,
+            )
+        )
+    ).one()
+    return row.request_hash, row.complaint_id
+
+
+async def search(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    customer_id: str | None = None,
+    status: str | None = None,
+    severity: str | None = None,
+    department: str | None = None,
+    overdue: bool | None = None,
+    limit: int = 200,
+) -> list[Complaint]:
+    """Complaints matching the filters, newest first."""
+    query = select(complaints.c.document).order_by(complaints.c.received_at.desc()).limit(limit)
+    for column, value in (
+        (complaints.c.customer_id, customer_id),
+        (complaints.c.status, status),
+        (complaints.c.severity, severity),
+        (complaints.c.department, department),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if overdue is not None:
+        late = and_(
+            complaints.c.status.in_(sorted(OPEN)),
+            or_(
+                and_(complaints.c.response_running, complaints.c.response_due_at < now),
+                and_(complaints.c.resolution_running, complaints.c.resolution_due_at < now),
+                complaints.c.regulatory_due_at < now,
+            ),
+        )
+        query = query.where(late if overdue else ~late)
+    return [_complaint(doc) for (doc,) in await session.execute(query)]
+
+
+# SLA compliance: resolved on time / (resolved + open past the resolution deadline).
+# NPS: % promoters (9-10) minus % detractors (0-6) over recorded callback scores.
+_STATS_SQL = """
+WITH scores AS (
+    SELECT c.complaint_id, (cb->>'nps')::int AS nps
+    FROM complaints c, jsonb_array_elements(c.document->'callbacks') cb
+    WHERE cb->>'nps' IS NOT NULL
+), per_complaint AS (
+    SELECT c.*,
+        (c.resolved_at IS NULL AND c.status IN ('received','acknowledged','in_progress',
+            'awaiting_customer') AND c.resolution_running AND c.resolution_due_at < :now)
+            AS open_overdue
+    FROM complaints c
+    WHERE c.received_at >= :since AND c.received_at < :until
+)
+SELECT
+    GROUPING(p.severity) AS g_severity,
+    GROUPING(p.department) AS g_department,
+    GROUPING(p.branch_id) AS g_branch,
+    p.severity, p.department, p.branch_id,
+    count(DISTINCT p.complaint_id) AS complaints,
+    count(DISTINCT p.complaint_id) FILTER (WHERE p.resolved_at IS NOT NULL) AS resolved,
+    count(DISTINCT p.complaint_id) FILTER (WHERE p.resolved_on_time) AS on_time,
+    count(DISTINCT p.complaint_id) FILTER (WHERE p.open_overdue) AS open_overdue,
+    count(DISTINCT p.complaint_id) FILTER (WHERE p.is_repeat) AS repeats,
+    count(s.nps) AS nps_responses,
+    count(s.nps) FILTER (WHERE s.nps >= 9) AS promoters,
+    count(s.nps) FILTER (WHERE s.nps <= 6) AS detractors
+FROM per_complaint p
+LEFT JOIN scores s ON s.complaint_id = p.complaint_id
+GROUP BY GROUPING SETS ((), (p.severity), (p.department), (p.branch_id))
+"""
+
+# Handling time is averaged per complaint, not per joined score row.
+_HANDLING_SQL = """
+SELECT
+    GROUPING(severity) AS g_severity,
+    GROUPING(department) AS g_department,
+    GROUPING(branch_id) AS g_branch,
+    severity, department, branch_id,
+    avg(EXTRACT(EPOCH FROM (resolved_at - received_at))) AS avg_handling_seconds
+FROM complaints
+WHERE resolved_at IS NOT NULL AND received_at >= :since AND received_at < :until
+GROUP BY GROUPING SETS ((), (severity), (department), (branch_id))
+"""
+
+
+async def stats_rows(
+    session: AsyncSession, now: datetime, since: datetime, until: datetime
+) -> tuple[Sequence[Any], Sequence[Any]]:
+    """Counts by severity, department and branch (and overall), and handling times."""
+    params = {"now": now, "since": since, "until": until}
+    counts = (await session.execute(text(_STATS_SQL), params)).all()
+    handling = (await session.execute(text(_HANDLING_SQL), params)).all()
+    return counts, handling
+
+
+def since_for_repeats(received: Iterable[datetime], window_days: int) -> datetime:
+    """The earliest receipt time a repeat of any of these could look back to."""
+    return min(received) - timedelta(days=window_days)

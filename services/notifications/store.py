@@ -1,0 +1,415 @@
+"""Notification tables and set-based queries (schema `notifications`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.tables import timers
+
+metadata = MetaData()
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("name", Text),
+    Column("mobile", Text),
+    Column("wechat_openid", Text),
+    Column("language", Text, nullable=False),
+    Column("preferred_channel", Text, nullable=False),
+    Column("service_consent", Boolean, nullable=False),
+    Column("marketing_consent", Boolean, nullable=False),
+    Column("quiet_start", Text, nullable=False),
+    Column("quiet_end", Text, nullable=False),
+    Column("tier", Text),
+    Column("maintenance_team", Text),
+    Column("relationship_manager_id", Text),
+    Column("branch_id", Text),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+)
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("employee_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("mobile", Text),
+    Column("wechat_openid", Text),
+    Column("language", Text, nullable=False),
+    Column("preferred_channel", Text, nullable=False),
+    Column("department", Text),
+    Column("branch_id", Text),
+    Column("roles", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+duty_contacts = Table(
+    "duty_contacts",
+    metadata,
+    Column("department", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("employee_id", Text),
+    Column("mobile", Text),
+    Column("wechat_openid", Text),
+    Column("language", Text, nullable=False),
+    Column("preferred_channel", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("category", Text, nullable=False),
+    Column("bodies", JSONB, nullable=False),
+    Column("wechat_template_id", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_by", Text),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", Text, primary_key=True),
+    Column("source_event_id", Text, nullable=False),
+    Column("source_event_type", Text, nullable=False),
+    Column("recipient_kind", Text, nullable=False),
+    Column("recipient_id", Text, nullable=False),
+    Column("template", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("urgent", Boolean, nullable=False),
+    Column("variables", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text),
+    Column("channel", Text),
+    Column("address", Text),
+    Column("language", Text),
+    Column("body", Text),
+    Column("exhausted_channels", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("channel_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("timer_seq", Integer, nullable=False, server_default=text("0")),
+    Column("deliver_after", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint(
+        "source_event_id",
+        "recipient_kind",
+        "recipient_id",
+        "template",
+        name="notifications_one_per_event_recipient_template",
+    ),
+    Index("notifications_recipient", "recipient_kind", "recipient_id", "created_at"),
+)
+
+attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "notification_id",
+        Text,
+        ForeignKey("notifications.notification_id"),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("http_status", Integer),
+    Column("error", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Index("delivery_attempts_notification", "notification_id", "attempt"),
+)
+
+receipts = Table(
+    "provider_receipts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "notification_id",
+        Text,
+        ForeignKey("notifications.notification_id"),
+        nullable=False,
+    ),
+    Column("provider", Text, nullable=False),
+    Column("provider_message_id", Text),
+    Column("status", Text, nullable=False),
+    Column("raw", JSONB, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("provider_receipts_notification", "notification_id"),
+)
+
+daily_counts = Table(
+    "daily_counts",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("sent", Integer, nullable=False),
+)
+
+sandbox_messages = Table(
+    "sandbox_messages",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("notification_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# --- recipients replica ----------------------------------------------------------------
+
+
+async def save_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert profile snapshots; an older snapshot never overwrites a newer one."""
+    if not rows:
+        return
+    stmt = pg_insert(customers).values(list(rows))
+    columns = [c.name for c in customers.columns if c.name != "customer_id"]
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[customers.c.customer_id],
+            set_={c: stmt.excluded[c] for c in columns},
+            where=customers.c.as_of <= stmt.excluded.as_of,
+        )
+    )
+
+
+async def upsert_staff(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = pg_insert(staff).values(list(rows))
+    columns = [c.name for c in staff.columns if c.name != "employee_id"]
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[staff.c.employee_id], set_={c: stmt.excluded[c] for c in columns}
+        )
+    )
+
+
+async def upsert_duty_contacts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = pg_insert(duty_contacts).values(list(rows))
+    columns = [c.name for c in duty_contacts.columns if c.name != "department"]
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[duty_contacts.c.department],
+            set_={c: stmt.excluded[c] for c in columns},
+        )
+    )
+
+
+async def customers_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, Any]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(select(customers).where(customers.c.customer_id.in_(wanted)))
+    return {r.customer_id: r for r in rows}
+
+
+async def staff_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, Any]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(select(staff).where(staff.c.employee_id.in_(wanted)))
+    return {r.employee_id: r for r in rows}
+
+
+async def duty_contacts_by_department(
+    session: AsyncSession, departments: Iterable[str]
+) -> dict[str, Any]:
+    wanted = sorted(set(departments))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(duty_contacts).where(duty_contacts.c.department.in_(wanted))
+    )
+    return {r.department: r for r in rows}
+
+
+async def staff_with_roles(session: AsyncSession, roles: Sequence[str]) -> Sequence[Any]:
+    """Staff holding any of `roles` (escalation contacts)."""
+    return (await session.execute(select(staff).where(staff.c.roles.overlap(list(roles))))).all()
+
+
+# --- templates -------------------------------------------------------------------------
+
+
+async def all_templates(session: AsyncSession) -> dict[str, Any]:
+    return {r.key: r for r in await session.execute(select(templates))}
+
+
+async def template(session: AsyncSession, key: str) -> Any:
+    return (await session.execute(select(templates).where(templates.c.key == key))).one_or_none()
+
+
+async def save_template(session: AsyncSession, row: dict[str, Any]) -> Any:
+    stmt = pg_insert(templates).values(row)
+    return (
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[templates.c.key],
+                set_={c: stmt.excluded[c] for c in row if c != "key"},
+            ).returning(*templates.columns)
+        )
+    ).one()
+
+
+# --- notifications ---------------------------------------------------------------------
+
+
+async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Insert new notifications; the ones already recorded for (event, recipient,
+    template) are skipped. Returns the rows actually inserted."""
+    if not rows:
+        return []
+    stmt = (
+        pg_insert(notifications)
+        .values(list(rows))
+        .on_conflict_do_nothing(constraint="notifications_one_per_event_recipient_template")
+        .returning(*notifications.columns)
+    )
+    return list((await session.execute(stmt)).all())
+
+
+async def schedule_deliveries(
+    session: AsyncSession, due: Sequence[tuple[str, str, datetime, dict[str, Any]]]
+) -> None:
+    """Create many fresh durable timers (kind, key, due_at, payload) in one statement."""
+    if due:
+        rows = [{"kind": k, "key": key, "due_at": at, "payload": p} for k, key, at, p in due]
+        await session.execute(pg_insert(timers).values(rows).on_conflict_do_nothing())
+
+
+async def lock_notifications(session: AsyncSession, ids: Sequence[str]) -> list[Any]:
+    """The queued notifications among `ids`, locked for this delivery round."""
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(notifications)
+        .where(notifications.c.notification_id.in_(list(ids)), notifications.c.status == "queued")
+        .order_by(notifications.c.created_at)
+        .with_for_update()
+    )
+    return list(rows.all())
+
+
+async def update_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Write each notification's new state (one prepared UPDATE per distinct column set,
+    executed for all its rows at once)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        columns = tuple(k for k in row if k != "notification_id")
+        groups.setdefault(columns, []).append(row)
+    for columns, group in groups.items():
+        stmt = (
+            notifications.update()
+            .where(notifications.c.notification_id == bindparam("_notification_id"))
+            .values({c: bindparam(f"_{c}") for c in columns})
+        )
+        await session.execute(stmt, [{f"_{k}": v for k, v in row.items()} for row in group])
+
+
+async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(pg_insert(attempts), list(rows))
+
+
+async def record_receipts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(pg_insert(receipts), list(rows))
+
+
+async def take_daily_slot(session: AsyncSession, customer_id: str, day: date, cap: int) -> bool:
+    """Atomically count one more non-urgent message for the day; False when the cap is hit."""
+    stmt = pg_insert(daily_counts).values(customer_id=customer_id, day=day, sent=1)
+    taken = await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[daily_counts.c.customer_id, daily_counts.c.day],
+            set_={"sent": daily_counts.c.sent + 1},
+            where=daily_counts.c.sent < cap,
+        ).returning(daily_counts.c.sent)
+    )
+    return cap > 0 and taken.first() is not None
+
+
+async def list_notifications(
+    session: AsyncSession, recipient_kind: str | None, recipient_id: str | None, limit: int
+) -> Sequence[Any]:
+    query = select(notifications).order_by(notifications.c.created_at.desc()).limit(limit)
+    if recipient_kind and recipient_id:
+        query = query.where(
+            notifications.c.recipient_kind == recipient_kind,
+            notifications.c.recipient_id == recipient_id,
+        )
+    return (await session.execute(query)).all()
+
+
+async def notification(session: AsyncSession, notification_id: str) -> Any:
+    return (
+        await session.execute(
+            select(notifications).where(notifications.c.notification_id == notification_id)
+        )
+    ).one_or_none()
+
+
+async def attempts_of(session: AsyncSession, notification_id: str) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(attempts)
+            .where(attempts.c.notification_id == notification_id)
+            .order_by(attempts.c.id)
+        )
+    ).all()
+
+
+async def receipts_of(session: AsyncSession, notification_id: str) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(receipts)
+            .where(receipts.c.notification_id == notification_id)
+            .order_by(receipts.c.id)
+        )
+    ).all()
+
+
+async def record_sandbox_message(session: AsyncSession, row: dict[str, Any]) -> None:
+    await session.execute(pg_insert(sandbox_messages).values(row))
+
+
+async def sandbox_messages_to(session: AsyncSession, address: str | None) -> Sequence[Any]:
+    query = select(sandbox_messages).order_by(sandbox_messages.c.id.desc()).limit(200)
+    if address:
+        query = query.where(sandbox_messages.c.address == address)
+    return (await session.execute(query)).all()

@@ -1,0 +1,1 @@
+"""Profile: contact points, preferences, behaviour signals and early-warning callbacks."""

@@ -1,0 +1,1 @@
+"""Tiering: classifies depositors by total deposit balance and assigns the maintenance team."""

@@ -1,0 +1,227 @@
+"""Balance events, grace timers and policy sweeps → customer tiers → TierChanged (outbox)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.tiering import store
+from services.tiering.domain import (
+    BANK_TZ,
+    MAINTENANCE_TEAM,
+    AccountBalance,
+    CustomerBook,
+    TierPolicy,
+    UnknownCurrency,
+    bank_day,
+    evaluate,
+    supersedes,
+    to_cny,
+)
+from shared.contracts import Envelope
+from shared.contracts.events import BalanceChanged, TierChanged
+from shared.contracts.topics import TIER_CHANGED
+from shared.messaging.consumer import RejectedEvent
+from shared.tables import timers
+from shared.timers import DueTimer
+from shared.unit_of_work import Tx
+
+GRACE_END = "tiering.grace_end"
+REEVALUATE = "tiering.reevaluate"
+SWEEP_CHUNK = 1000
+
+
+class TierLedger:
+    """Evaluates customers within one transaction and writes every outcome at the end."""
+
+    def __init__(self, tx: Tx, policy: TierPolicy) -> None:
+        self.tx = tx
+        self.policy = policy
+        self._tiers: dict[str, dict[str, Any]] = {}
+        self._history: list[dict[str, Any]] = []
+        self._grace: dict[str, datetime | None] = {}
+
+    async def load(self, customer_ids: Any) -> dict[str, CustomerBook]:
+        today = bank_day(self.tx.now)
+        return await store.load_books(
+            self.tx.session,
+            customer_ids,
+            closing_since=store.closing_window_start(today, self.policy),
+        )
+
+    def evaluate(
+        self, book: CustomerBook, *, cause: str, causation: Envelope[Any] | None = None
+    ) -> None:
+        """Decide the customer's tier now; record and emit a change if there is one."""
+        now = self.tx.now
+        amount = book.basis_amount(self.policy, now)
+        outcome = evaluate(book.tier, book.grace_until, amount, self.policy, now)
+        if outcome.grace_until != book.grace_until:
+            self._grace[book.customer_id] = outcome.grace_until
+        self._tiers[book.customer_id] = {
+            "customer_id": book.customer_id,
+            "tier": outcome.tier,
+            "total_balance": book.total_cny,
+            "basis": self.policy.basis,
+            "maintenance_team": MAINTENANCE_TEAM[outcome.tier],
+            "since": now,
+            "evaluated_at": now,
+            "grace_until": outcome.grace_until,
+        }
+        if outcome.move is not None:
+            self._history.append(
+                {
+                    "customer_id": book.customer_id,
+                    "previous_tier": book.tier,
+                    "tier": outcome.tier,
+                    "direction": outcome.move,
+                    "total_balance": amount,
+                    "changed_at": now,
+                    "cause_event_id": str(causation.event_id) if causation else None,
+                    "cause": cause,
+                }
+            )
+            self.tx.emit(
+                TIER_CHANGED,
+                TierChanged(
+                    customer_id=book.customer_id,
+                    previous_tier=book.tier,
+                    tier=outcome.tier,
+                    direction=outcome.move,
+                    total_balance=amount,
+                    basis=self.policy.basis,
+                    maintenance_team=MAINTENANCE_TEAM[outcome.tier],
+                    evaluated_at=now,
+                ),
+                key=book.customer_id,
+                causation=causation,
+            )
+        book.tier = outcome.tier
+        book.grace_until = outcome.grace_until
+
+    async def flush(self) -> None:
+        """Write tiers and history (set-based) and move grace timers."""
+        await store.save_tiers(self.tx.session, list(self._tiers.values()))
+        await store.append_history(self.tx.session, self._history)
+        for customer_id, grace_until in self._grace.items():
+            if grace_until is None:
+                await self.tx.cancel(GRACE_END, customer_id)
+            else:
+                await self.tx.schedule(
+                    GRACE_END, customer_id, grace_until, {"customer_id": customer_id}
+                )
+
+
+class ApplyBalanceChanges:
+    """Applies a batch event by event in memory, then writes it with set-based statements."""
+
+    def __init__(self, fx_rates: dict[str, Decimal]) -> None:
+        self.fx_rates = fx_rates
+
+    async def __call__(self, tx: Tx, events: list[Envelope[Any]]) -> None:
+        policy, _ = await store.load_policy(tx.session)
+        ledger = TierLedger(tx, policy)
+        books = await ledger.load(e.data.customer_id for e in events)
+        accounts: dict[str, dict[str, Any]] = {}
+        for event in events:
+            data: BalanceChanged = event.data
+            try:
+                balance_cny = to_cny(data.balance, data.currency, self.fx_rates)
+            except UnknownCurrency as exc:
+                raise RejectedEvent(event, f"data.currency: {exc}", "unknown_currency") from None
+            book = books[data.customer_id]
+            update = AccountBalance(
+                data.account_id,
+                data.currency,
+                data.balance,
+                balance_cny,
+                data.account_seq,
+                data.booked_at or event.occurred_at,
+            )
+            if not supersedes(update, book.accounts.get(data.account_id)):
+                continue  # stale or out-of-order posting: a newer balance is already applied
+            book.accounts[data.account_id] = update
+            accounts[data.account_id] = {
+                "account_id": data.account_id,
+                "customer_id": data.customer_id,
+                "currency": data.currency,
+                "balance": data.balance,
+                "balance_cny": balance_cny,
+                "account_seq": data.account_seq,
+                "as_of": update.as_of,
+                "txn_id": data.txn_id,
+            }
+            ledger.evaluate(book, cause="balance_changed", causation=event)
+        await store.save_accounts(tx.session, list(accounts.values()))
+        today = bank_day(tx.now)
+        touched = {row["customer_id"] for row in accounts.values()}
+        await store.save_closing(
+            tx.session,
+            [
+                {"customer_id": cid, "day": today, "total_cny": books[cid].total_cny}
+                for cid in sorted(touched)
+            ],
+        )
+        await ledger.flush()
+
+
+async def end_grace(tx: Tx, due: list[DueTimer]) -> None:
+    """A downgrade grace period ended: downgrade those still below their tier's bound."""
+    policy, _ = await store.load_policy(tx.session)
+    ledger = TierLedger(tx, policy)
+    books = await ledger.load(t.payload["customer_id"] for t in due)
+    for book in books.values():
+        ledger.evaluate(book, cause="grace_expired")
+    await ledger.flush()
+
+
+async def reevaluate(tx: Tx, due: list[DueTimer]) -> None:
+    """Re-evaluate every customer in chunks (after a policy change; daily on the ADB basis)."""
+    policy, version = await store.load_policy(tx.session)
+    for timer in due:
+        after = str(timer.payload.get("after", ""))
+        ids = await store.customers_after(tx.session, after, SWEEP_CHUNK)
+        ledger = TierLedger(tx, policy)
+        for book in (await ledger.load(ids)).values():
+            ledger.evaluate(book, cause=str(timer.payload.get("cause", "policy_change")))
+        await ledger.flush()
+        if len(ids) == SWEEP_CHUNK:
+            await tx.schedule(
+                REEVALUATE, f"{timer.key}>{ids[-1]}", tx.now, timer.payload | {"after": ids[-1]}
+            )
+        elif policy.basis == "average_daily_balance":
+            await schedule_daily_sweep(tx, version)
+
+
+async def schedule_daily_sweep(tx: Tx, version: int) -> None:
+    """The average daily balance moves with the calendar: sweep once a day after midnight."""
+    next_day = bank_day(tx.now) + timedelta(days=1)
+    at = datetime.combine(next_day, time(0, 5), BANK_TZ)
+    await tx.schedule(
+        REEVALUATE, f"daily:{next_day.isoformat()}", at, {"cause": "daily_adb", "v": version}
+    )
+
+
+async def sweep_pending(session: AsyncSession) -> bool:
+    """Is a policy re-evaluation sweep still waiting to run or to finish?"""
+    pending = await session.scalar(
+        select(func.count())
+        .select_from(timers)
+        .where(
+            timers.c.kind == REEVALUATE,
+            timers.c.fired_at.is_(None),
+            timers.c.key.like("policy:%"),
+        )
+    )
+    return bool(pending)
+
+
+async def change_policy(tx: Tx, policy: TierPolicy, *, by: str) -> int:
+    """Store a new policy and start re-evaluating every customer under it."""
+    version = await store.save_policy(tx.session, policy, at=tx.now, by=by)
+    await tx.schedule(REEVALUATE, f"policy:{version}", tx.now, {"cause": "policy_change"})
+    return version

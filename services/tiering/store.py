@@ -1,0 +1,279 @@
+"""Tiering tables and set-based queries (schema `tiering`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.tiering.domain import AccountBalance, CustomerBook, TierPolicy
+from shared.bulk import bulk_insert
+
+metadata = MetaData()
+MONEY = Numeric(18, 2)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("balance", MONEY, nullable=False),
+    Column("balance_cny", MONEY, nullable=False),
+    Column("account_seq", BigInteger, nullable=True),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("txn_id", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("accounts_customer", "customer_id"),
+)
+
+customer_tiers = Table(
+    "customer_tiers",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("tier", Text, nullable=False),
+    Column("total_balance", MONEY, nullable=False),
+    Column("basis", Text, nullable=False),
+    Column("maintenance_team", Text, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("evaluated_at", DateTime(timezone=True), nullable=False),
+    Column("grace_until", DateTime(timezone=True), nullable=True),
+)
+
+tier_history = Table(
+    "tier_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("customer_id", Text, nullable=False),
+    Column("previous_tier", Text, nullable=True),
+    Column("tier", Text, nullable=False),
+    Column("direction", Text, nullable=False),
+    Column("total_balance", MONEY, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("cause_event_id", Text, nullable=True),
+    Column("cause", Text, nullable=False, server_default="balance_changed"),
+    Index("tier_history_customer", "customer_id", "id"),
+)
+
+daily_totals = Table(
+    "daily_totals",
+    metadata,
+    Column("customer_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("total_cny", MONEY, nullable=False),
+    PrimaryKeyConstraint("customer_id", "day", name="daily_totals_pkey"),
+)
+
+tier_policy = Table(
+    "tier_policy",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("potential_from", MONEY, nullable=False),
+    Column("quality_from", MONEY, nullable=False),
+    Column("high_end_from", MONEY, nullable=False),
+    Column("basis", Text, nullable=False),
+    Column("adb_days", Integer, nullable=False),
+    Column("downgrade_grace_days", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", Text, nullable=True),
+)
+
+_POLICY_FIELDS = (
+    "potential_from",
+    "quality_from",
+    "high_end_from",
+    "basis",
+    "adb_days",
+    "downgrade_grace_days",
+)
+
+
+async def load_policy(session: AsyncSession) -> tuple[TierPolicy, int]:
+    """The policy in force and its version (defaults, version 0, until one is stored)."""
+    row = (await session.execute(select(tier_policy).where(tier_policy.c.id == 1))).one_or_none()
+    if row is None:
+        return TierPolicy(), 0
+    return TierPolicy(**{f: getattr(row, f) for f in _POLICY_FIELDS}), row.version
+
+
+async def save_policy(session: AsyncSession, policy: TierPolicy, *, at: datetime, by: str) -> int:
+    """Store a new policy; returns its version."""
+    values = {f: getattr(policy, f) for f in _POLICY_FIELDS} | {"updated_at": at, "updated_by": by}
+    stmt = pg_insert(tier_policy).values(id=1, version=1, **values)
+    version = await session.scalar(
+        stmt.on_conflict_do_update(
+            index_elements=[tier_policy.c.id],
+            set_=values | {"version": tier_policy.c.version + 1},
+        ).returning(tier_policy.c.version)
+    )
+    return int(version or 1)
+
+
+async def load_books(
+    session: AsyncSession,
+    customer_ids: Iterable[str],
+    *,
+    closing_since: date | None = None,
+) -> dict[str, CustomerBook]:
+    """Accounts, tier and (when asked) closing totals of the given customers, locked."""
+    ids = sorted(set(customer_ids))
+    books = {cid: CustomerBook(cid) for cid in ids}
+    # Row locks: a rebalance may briefly give two consumers the same customer.
+    rows = await session.execute(
+        select(accounts).where(accounts.c.customer_id.in_(ids)).with_for_update()
+    )
+    for r in rows:
+        books[r.customer_id].accounts[r.account_id] = AccountBalance(
+            r.account_id, r.currency, r.balance, r.balance_cny, r.account_seq, r.as_of
+        )
+    tiers = await session.execute(
+        select(customer_tiers.c.customer_id, customer_tiers.c.tier, customer_tiers.c.grace_until)
+        .where(customer_tiers.c.customer_id.in_(ids))
+        .with_for_update()
+    )
+    for cid, tier, grace_until in tiers:
+        books[cid].tier = tier
+        books[cid].grace_until = grace_until
+    if closing_since is not None:
+        await _load_closing(session, books, closing_since)
+    return books
+
+
+async def _load_closing(session: AsyncSession, books: dict[str, CustomerBook], since: date) -> None:
+    """Closing totals from `since`, plus the last one before it (carried forward)."""
+    ids = list(books)
+    window = select(daily_totals).where(
+        daily_totals.c.customer_id.in_(ids), daily_totals.c.day >= since
+    )
+    before = (
+        select(daily_totals)
+        .where(daily_totals.c.customer_id.in_(ids), daily_totals.c.day < since)
+        .distinct(daily_totals.c.customer_id)
+        .order_by(daily_totals.c.customer_id, daily_totals.c.day.desc())
+    )
+    for stmt in (window, before):
+        for r in await session.execute(stmt):
+            books[r.customer_id].closing[r.day] = r.total_cny
+
+
+async def customers_after(session: AsyncSession, after: str, limit: int) -> list[str]:
+    """Customer ids in order, for sweeps that re-evaluate everyone in chunks."""
+    rows = await session.scalars(
+        select(customer_tiers.c.customer_id)
+        .where(customer_tiers.c.customer_id > after)
+        .order_by(customer_tiers.c.customer_id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def save_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert changed accounts in one statement."""
+    columns = (
+        "customer_id",
+        "currency",
+        "balance",
+        "balance_cny",
+        "account_seq",
+        "as_of",
+        "txn_id",
+    )
+    await bulk_insert(
+        session,
+        accounts,
+        rows,
+        conflict=("account_id",),
+        update=columns,
+        update_sql={"updated_at": "now()"},
+    )
+
+
+async def save_closing(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert today's closing totals in one statement."""
+    await bulk_insert(
+        session, daily_totals, rows, conflict=("customer_id", "day"), update=("total_cny",)
+    )
+
+
+async def save_tiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert the customers' current tiers in one statement."""
+    await bulk_insert(
+        session,
+        customer_tiers,
+        rows,
+        conflict=("customer_id",),
+        update=(
+            "tier",
+            "total_balance",
+            "basis",
+            "maintenance_team",
+            "evaluated_at",
+            "grace_until",
+        ),
+        # `since` moves only when the tier does.
+        update_sql={
+            "since": "CASE WHEN customer_tiers.tier = excluded.tier "
+            "THEN customer_tiers.since ELSE excluded.since END"
+        },
+    )
+
+
+async def append_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    await bulk_insert(session, tier_history, rows)
+
+
+async def current_tier(session: AsyncSession, customer_id: str) -> Any:
+    return (
+        await session.execute(
+            select(customer_tiers).where(customer_tiers.c.customer_id == customer_id)
+        )
+    ).one_or_none()
+
+
+async def history(session: AsyncSession, customer_id: str) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(tier_history)
+            .where(tier_history.c.customer_id == customer_id)
+            .order_by(tier_history.c.id)
+        )
+    ).all()
+
+
+async def distribution(session: AsyncSession) -> Sequence[Any]:
+    """Customers and total deposit balance per tier."""
+    return (
+        await session.execute(
+            select(
+                customer_tiers.c.tier,
+                func.count().label("customers"),
+                func.coalesce(func.sum(customer_tiers.c.total_balance), 0).label("total_balance"),
+            ).group_by(customer_tiers.c.tier)
+        )
+    ).all()
+
+
+def closing_window_start(today: date, policy: TierPolicy) -> date | None:
+    """First day whose closing total the policy needs (None for the balance basis)."""
+    if policy.basis == "balance":
+        return None
+    return today - timedelta(days=policy.adb_days - 1)

@@ -1,0 +1,1 @@
+"""Steward's shared platform: contracts, messaging, persistence, web and dev tooling."""

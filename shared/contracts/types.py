@@ -1,0 +1,62 @@
+"""Field types every contract uses: exact money, aware timestamps, frozen models."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+)
+
+
+def _parse_money(value: Any) -> Decimal:
+    # bool is an int subclass; a float has already lost exactness — both are refused.
+    if isinstance(value, bool | float):
+        raise ValueError("amounts must be JSON strings or integers, not floats")
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal amount") from None
+    else:
+        raise ValueError(f"amounts must be strings or integers, got {type(value).__name__}")
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite amount")
+    return amount
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_parse_money),
+    PlainSerializer(lambda amount: format(amount, "f"), return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"},
+                {"type": "integer"},
+            ],
+            "description": "Exact decimal as a JSON string (integers accepted, floats rejected)",
+            "examples": ["50000.00"],
+        }
+    ),
+]
+"""A decimal amount: from a string or an integer, never a float; serialised as a string."""
+
+Timestamp = AwareDatetime
+"""RFC 3339 with an offset; a naive timestamp is a bad input."""
+
+
+class Contract(BaseModel):
+    """Base of every event payload: frozen, unknown extra fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")

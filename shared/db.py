@@ -1,0 +1,61 @@
+"""Postgres access: one async engine per service, bound to that service's schema."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(schema: str) -> str:
+    """Schema names are interpolated into DDL, so only plain identifiers are accepted."""
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}")
+    return schema
+
+
+def create_engine(database_url: str, schema: str, *, application_name: str) -> AsyncEngine:
+    """An engine whose connections resolve unqualified tables in `schema`."""
+    check_schema_name(schema)
+    return _create_async_engine(
+        database_url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": {
+                "search_path": schema,
+                "application_name": application_name,
+                "timezone": "UTC",
+            }
+        },
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded values after commit (handlers read them afterwards)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ensure_schema(engine: AsyncEngine, schema: str) -> None:
+    """Create the service's schema if it is not there yet.
+
+    Looks first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+    schema exists, which a per-service role (deploy/postgres/roles.sql) does not have.
+    """
+    async with engine.begin() as conn:
+        exists = await conn.scalar(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+        )
+        if not exists:
+            await conn.execute(text(f'CREATE SCHEMA "{check_schema_name(schema)}"'))
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The same URL in the form asyncpg.connect() takes (for LISTEN connections)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(False)

@@ -1,0 +1,1 @@
+"""Embedded development/test infrastructure: Postgres, a Kafka-protocol broker, topics."""

@@ -1,0 +1,50 @@
+"""Which failures are transient (retry, never dead-letter) and how long to back off."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotControllerError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+# Postgres SQLSTATE classes that say "try again": connection, resources, shutdown,
+# serialization failure, deadlock.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01", "55P03")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend([current.__cause__, current.__context__, getattr(current, "orig", None)])
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for faults of the infrastructure (DB or broker down, timeouts), not of the input."""
+    for cause in _chain(exc):
+        if isinstance(cause, ConnectionError | TimeoutError | OSError | PoolTimeout):
+            return True
+        if isinstance(cause, DisconnectionError):
+            return True
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True
+        if isinstance(cause, KafkaConnectionError | KafkaTimeoutError | NotControllerError):
+            return True
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+            return True
+        if type(cause).__name__ in {"ConnectionDoesNotExistError", "InterfaceError"}:
+            return True
+    return False
+
+
+def backoff_seconds(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**attempt))

@@ -1,0 +1,68 @@
+"""JSON logs with correlation ids; phone numbers and WeChat openids are masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+# E.164 or bare mainland mobile numbers; WeChat openids (28 chars, leading "o").
+_PHONE = re.compile(
+    r"(?<![\w+])(\+?\d{2,3})?(1[3-9]\d)(\d{4})(\d{4})(?!\d)|(\+\d{1,3})(\d{4,8})(\d{4})(?!\d)"
+)
+_OPENID = re.compile(r"\b(o[A-Za-z0-9_-]{3})[A-Za-z0-9_-]{20}([A-Za-z0-9_-]{4})\b")
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    if match.group(2):
+        return f"{match.group(1) or ''}{match.group(2)}****{match.group(4)}"
+    return f"{match.group(5)}****{match.group(7)}"
+
+
+def mask_pii(text: str) -> str:
+    """Replace the middle of phone numbers and openids with asterisks."""
+    return _OPENID.sub(r"\1****\2", _PHONE.sub(_mask_phone, text))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, service, correlation id, message."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        cid = correlation_id.get()
+        if cid:
+            entry["correlation_id"] = cid
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return mask_pii(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route every logger (ours, uvicorn's, aiokafka's) to JSON on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO; WeChat URLs carry the app secret and access token.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

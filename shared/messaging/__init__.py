@@ -1,0 +1,1 @@
+"""Kafka side of the platform: producer, outbox + relay, inbox, consumer runner."""

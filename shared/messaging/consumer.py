@@ -1,0 +1,283 @@
+"""Consumer runner: batches from Kafka → inbox + handler in one transaction → commit offsets.
+
+Guarantees (DESIGN.md, "Processing guarantees"):
+- a batch's inbox records, state changes and outgoing events commit in one transaction;
+- offsets are committed only after that transaction commits;
+- a message that can never be processed is dead-lettered (through the outbox) and the
+  consumer carries on; a transient fault is retried with backoff and nothing is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from shared.contracts import BadEvent, Envelope, parse_event
+from shared.faults import backoff_seconds, is_transient
+from shared.messaging import inbox
+from shared.messaging.dead_letter import dead_letter, dedupe_id
+from shared.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_SECONDS, TRANSIENT_FAILURES
+from shared.unit_of_work import Tx, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+BatchHandler = Callable[[Tx, list[Envelope[Any]]], Awaitable[None]]
+
+
+class RejectedEvent(Exception):
+    """Raised by a handler for one event that breaks a business rule of input (dead-letter it)."""
+
+    def __init__(self, event: Envelope[Any], reason: str, error_type: str = "rejected") -> None:
+        super().__init__(reason)
+        self.event = event
+        self.reason = reason
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A named consumer of a service: its topics and its batch handler."""
+
+    name: str
+    topics: tuple[str, ...]
+    handler: BatchHandler
+
+
+class _Assignment(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        self._runner.assignment_changed.set()
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self._runner.assignment_changed.set()
+
+
+@dataclass
+class _Item:
+    record: Record
+    event: Envelope[Any] | None
+    problem: BadEvent | None
+    dedupe_id: str
+
+
+class ConsumerRunner:
+    """Runs one subscription until stopped; never dies on a single message."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        subscription: Subscription,
+        uow: UnitOfWork,
+        bootstrap_servers: str,
+        batch_size: int = 500,
+        max_handler_attempts: int = 3,
+        group_id: str | None = None,
+    ) -> None:
+        self.service = service
+        self.subscription = subscription
+        self.consumer_name = f"{service}.{subscription.name}"
+        self.group_id = group_id or self.consumer_name
+        self._uow = uow
+        self._bootstrap = bootstrap_servers
+        self._batch_size = batch_size
+        self._max_attempts = max_handler_attempts
+        self._kafka: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.assignment_changed = asyncio.Event()
+        self.lag: int | None = None  # behind the fetched high-water marks; None until known
+
+    @property
+    def assigned(self) -> bool:
+        """True once the group coordinator gave this consumer its partitions."""
+        return bool(self._kafka and self._kafka.assignment())
+
+    async def wait_assigned(self, timeout: float = 60.0) -> None:
+        """Wait until the group has given this consumer partitions (tests, readiness)."""
+        async with asyncio.timeout(timeout):
+            while not self.assigned:
+                self.assignment_changed.clear()
+                await self.assignment_changed.wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until stop(); reconnects after broker outages."""
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+                attempt = 0
+            except KafkaError as exc:
+                TRANSIENT_FAILURES.labels(self.service, "consumer").inc()
+                log.warning("consumer %s lost the broker: %r", self.consumer_name, exc)
+                await self._sleep(backoff_seconds(attempt))
+                attempt += 1
+
+    async def _consume(self) -> None:
+        self._kafka = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self.group_id,
+            client_id=self.consumer_name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+            max_poll_records=self._batch_size,
+        )
+        self._kafka.subscribe(list(self.subscription.topics), listener=_Assignment(self))
+        await self._kafka.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await self._kafka.getmany(timeout_ms=200, max_records=self._batch_size)
+                records = [r for part in batches.values() for r in part]
+                if not records:
+                    await self._record_lag()
+                    continue
+                if not await self._process([self._decode(r) for r in records]):
+                    return  # stopping mid-retry: leave the batch uncommitted
+                await self._commit(records)
+                await self._record_lag()
+        finally:
+            await self._kafka.stop()
+            self._kafka = None
+
+    async def _commit(self, records: Sequence[Record]) -> None:
+        assert self._kafka is not None
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            await self._kafka.commit(offsets)
+        except CommitFailedError as exc:
+            # A rebalance took the partitions; the new owner re-reads and the inbox dedupes.
+            log.warning("commit failed for %s: %r", self.consumer_name, exc)
+
+    async def _record_lag(self) -> None:
+        """Lag from the high-water marks of fetch responses.
+
+        Not from ListOffsets: the embedded broker answers it with a batch count.
+        """
+        assert self._kafka is not None
+        assignment = self._kafka.assignment()
+        total = 0
+        for tp in assignment:
+            highwater = self._kafka.highwater(tp)
+            if highwater is None:
+                total = -1  # not fetched yet: unknown
+                continue
+            lag = max(highwater - await self._kafka.position(tp), 0)
+            total += lag if total >= 0 else 0
+            CONSUMER_LAG.labels(self.service, self.subscription.name, tp.topic, tp.partition).set(
+                lag
+            )
+        self.lag = total if assignment and total >= 0 else None
+
+    # --- processing ------------------------------------------------------------------
+
+    async def _process(self, items: list[_Item]) -> bool:
+        """Process a batch until it is done; False only when stopped during retries."""
+        transient_attempt = 0
+        failures = 0
+        while True:
+            try:
+                await self._apply(items)
+                return True
+            except RejectedEvent as rejected:
+                self._reject(items, rejected)
+            except Exception as exc:
+                if is_transient(exc):
+                    TRANSIENT_FAILURES.labels(self.service, "consumer").inc()
+                    log.warning("transient failure in %s, retrying: %r", self.consumer_name, exc)
+                    if await self._sleep(backoff_seconds(transient_attempt)):
+                        return False
+                    transient_attempt += 1
+                    continue
+                failures += 1
+                log.warning("handler %s failed (%d): %r", self.consumer_name, failures, exc)
+                if failures < self._max_attempts:
+                    continue
+                good = [i for i in items if i.problem is None]
+                if len(good) > 1:
+                    # Find the culprit: one event per transaction from here on.
+                    for item in items:
+                        if not await self._process([item]):
+                            return False
+                    return True
+                if not good:
+                    raise  # dead-lettering itself fails: a platform fault, not bad input
+                good[0].problem = BadEvent(f"{type(exc).__name__}: {exc}", "handler_error")
+
+    def _decode(self, record: Record) -> _Item:
+        try:
+            event = parse_event(record.topic, record.value)
+            return _Item(record, event, None, str(event.event_id))
+        except BadEvent as problem:
+            return _Item(record, None, problem, dedupe_id(record))
+
+    def _reject(self, items: list[_Item], rejected: RejectedEvent) -> None:
+        for item in items:
+            if item.event is rejected.event:
+                item.problem = BadEvent(rejected.reason, rejected.error_type)
+                return
+        raise RuntimeError("handler rejected an event that is not in its batch") from rejected
+
+    async def _apply(self, items: list[_Item]) -> None:
+        """One transaction: claim ids in the inbox, handle the new events, dead-letter the bad."""
+        started = time.perf_counter()
+        async with self._uow() as tx:
+            fresh_ids = await inbox.claim(
+                tx.session, self.consumer_name, (i.dedupe_id for i in items)
+            )
+            fresh: list[_Item] = []
+            for item in items:
+                if item.dedupe_id in fresh_ids:
+                    fresh_ids.discard(item.dedupe_id)  # a duplicate inside the batch counts once
+                    fresh.append(item)
+            events = [i.event for i in fresh if i.problem is None and i.event is not None]
+            if events:
+                await self.subscription.handler(tx, events)
+            for item in fresh:
+                if item.problem is not None:
+                    dead_letter(
+                        tx,
+                        item.record,
+                        service=self.service,
+                        consumer=self.consumer_name,
+                        error_type=item.problem.error_type,
+                        reason=item.problem.reason,
+                        at=tx.now,
+                    )
+        HANDLER_SECONDS.labels(self.service, self.subscription.name).observe(
+            time.perf_counter() - started
+        )
+        fresh_set = {id(i) for i in fresh}
+        for item in items:
+            outcome = (
+                "duplicate"
+                if id(item) not in fresh_set
+                else "dead_lettered"
+                if item.problem
+                else "processed"
+            )
+            EVENTS_CONSUMED.labels(self.service, item.record.topic, outcome).inc()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped; True when stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,78 @@
+"""Transactional outbox: events are written with the state change, published later."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bulk import bulk_insert
+from shared.contracts import Contract, Envelope, envelope, headers_for
+from shared.contracts.topics import TOPICS
+from shared.tables import outbox
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One Kafka record as it will be produced."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Outbox:
+    """Collects a transaction's outgoing messages and writes them in one INSERT."""
+
+    def __init__(self, session: AsyncSession, *, producer: str, now: datetime) -> None:
+        self._session = session
+        self._producer = producer
+        self._now = now
+        self._pending: list[OutgoingMessage] = []
+
+    def emit(
+        self,
+        topic: str,
+        data: Contract,
+        *,
+        key: str,
+        causation: Envelope[Any] | None = None,
+    ) -> Envelope[Any]:
+        """Queue an event on `topic`; it is published only if the transaction commits."""
+        spec = TOPICS[topic]
+        if not isinstance(data, spec.payload):
+            raise TypeError(f"{topic} carries {spec.payload.__name__}, not {type(data).__name__}")
+        event = envelope(
+            data,
+            event_type=spec.event_type,
+            producer=self._producer,
+            occurred_at=self._now,
+            causation_id=str(causation.event_id) if causation else None,
+            correlation_id=causation.correlation_id if causation else None,
+        )
+        headers = [(name, value.decode()) for name, value in headers_for(event)]
+        self.add(OutgoingMessage(topic, key.encode(), event.model_dump_json().encode(), headers))
+        return event
+
+    def add(self, message: OutgoingMessage) -> None:
+        """Queue a raw message (dead letters keep the original value untouched)."""
+        self._pending.append(message)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Write every queued message into the outbox table (one statement)."""
+        if not self._pending:
+            return
+        rows = [
+            {"topic": m.topic, "key": m.key, "value": m.value, "headers": json.dumps(m.headers)}
+            for m in self._pending
+        ]
+        self._pending = []
+        await bulk_insert(self._session, outbox, rows)

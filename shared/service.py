@@ -1,0 +1,157 @@
+"""Composition root of a service process: settings → engine, producer, consumers, relay, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from shared import migrations
+from shared.clock import Clock, DevClock
+from shared.db import create_engine, session_factory
+from shared.faults import backoff_seconds
+from shared.messaging.consumer import ConsumerRunner, Subscription
+from shared.messaging.producer import Producer
+from shared.messaging.relay import OutboxRelay
+from shared.settings import StewardSettings
+from shared.timers import TimerHandler, TimerWorker
+from shared.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a service plugs into the platform: its consumers and its timer handlers."""
+
+    subscriptions: list[Subscription] = field(default_factory=list)
+    timer_handlers: dict[str, TimerHandler] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service, described: name, settings, migrations, wiring and HTTP routes."""
+
+    name: str
+    settings: type[StewardSettings]
+    migrations: Path
+    wire: Callable[[Runtime], Wiring]
+    routers: tuple[APIRouter, ...] = ()
+
+
+class Runtime:
+    """Everything one running service process holds; started and stopped by the app lifespan."""
+
+    def __init__(self, spec: ServiceSpec, settings: StewardSettings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.name = spec.name
+        self.schema = settings.schema_name or spec.name
+        self.clock: Clock = DevClock() if settings.is_dev else Clock()
+        self.engine = create_engine(
+            settings.database_url, self.schema, application_name=f"steward-{spec.name}"
+        )
+        self.sessions = session_factory(self.engine)
+        self.uow = UnitOfWork(self.sessions, self.clock, spec.name)
+        self.producer = Producer(
+            settings.kafka_bootstrap_servers,
+            idempotence=settings.steward_kafka_idempotence,
+            client_id=f"steward-{spec.name}",
+        )
+        self.relay = OutboxRelay(
+            service=spec.name,
+            schema=self.schema,
+            sessions=self.sessions,
+            producer=self.producer,
+            database_url=settings.database_url,
+            batch_size=settings.outbox_batch_size,
+            retention=timedelta(hours=settings.retention_hours),
+        )
+        self.state: dict[str, Any] = {}  # service-specific singletons (policy caches, clients)
+        wiring = spec.wire(self)
+        self.consumers = [
+            ConsumerRunner(
+                service=spec.name,
+                subscription=sub,
+                uow=self.uow,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                batch_size=settings.consumer_batch_size,
+                group_id=self._group_id(sub),
+            )
+            for sub in wiring.subscriptions
+        ]
+        self.timers = TimerWorker(
+            service=spec.name, uow=self.uow, clock=self.clock, handlers=wiring.timer_handlers
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _group_id(self, subscription: Subscription) -> str:
+        """`<service>.<consumer>`; an instance on another schema (tests, side-by-side runs)
+        keeps its own state, so it gets its own group instead of half the partitions."""
+        group = f"{self.name}.{subscription.name}"
+        return group if self.schema == self.name else f"{group}@{self.schema}"
+
+    async def start(self, *, migrate: bool = True) -> None:
+        """Migrate, connect the producer, then start the background loops."""
+        if migrate:
+            await migrations.upgrade(self.spec.migrations, self.settings.database_url, self.schema)
+        await self._start_producer()
+        loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("relay", self.relay.run),
+            ("timers", self.timers.run),
+            *((c.consumer_name, c.run) for c in self.consumers),
+        ]
+        self._tasks = [
+            asyncio.create_task(self._supervise(name, loop), name=f"{self.name}:{name}")
+            for name, loop in loops
+        ]
+
+    async def stop(self) -> None:
+        """Stop the loops (uncommitted batches are simply re-read later), then disconnect."""
+        for consumer in self.consumers:
+            consumer.stop()
+        self.relay.stop()
+        self.timers.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.producer.stop()
+        await self.engine.dispose()
+
+    async def database_ready(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def _start_producer(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.producer.start()
+                return
+            except Exception as exc:
+                log.warning("waiting for the broker: %r", exc)
+                await asyncio.sleep(backoff_seconds(attempt, cap=5))
+                attempt += 1
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Restart a background loop that crashed (a bug must not silently stop a consumer)."""
+        attempt = 0
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop crashed; restarting", name)
+                await asyncio.sleep(backoff_seconds(attempt, base=1, cap=30))
+                attempt += 1

@@ -1,0 +1,51 @@
+"""Run-time configuration shared by every service (environment variables of DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "steward-dev-secret-do-not-use-in-production"
+
+
+class StewardSettings(BaseSettings):
+    """Settings every service reads; a service subclasses it to add its own and its port."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field(description="Broker address list")
+    database_url: str = Field(description="postgresql+asyncpg://… (one schema per service)")
+    steward_env: Literal["dev", "prod"] = "dev"
+    steward_jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret; required unless RS256/JWKS is configured"
+    )
+    steward_jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    steward_jwks_url: str | None = Field(default=None, description="JWKS for RS256 tokens")
+    steward_kafka_idempotence: bool = False
+    steward_log_level: str = "INFO"
+    consumer_batch_size: int = Field(default=1000, ge=1)
+    outbox_batch_size: int = Field(default=1000, ge=1)
+    retention_hours: float = Field(
+        default=72, gt=0, description="How long sent outbox rows and inbox ids are kept"
+    )
+    port: int = 8000
+    schema_name: str | None = Field(
+        default=None, description="Override the service's schema (tests, side-by-side runs)"
+    )
+
+    @property
+    def is_dev(self) -> bool:
+        return self.steward_env == "dev"
+
+    @model_validator(mode="after")
+    def _auth_is_configured(self) -> StewardSettings:
+        if self.steward_jwt_algorithm == "HS256" and self.steward_jwt_secret is None:
+            raise ValueError("STEWARD_JWT_SECRET is required for HS256 tokens")
+        if self.steward_jwt_algorithm == "RS256" and not self.steward_jwks_url:
+            raise ValueError("STEWARD_JWKS_URL is required for RS256 tokens")
+        secret = self.steward_jwt_secret
+        if self.steward_env == "prod" and secret and secret.get_secret_value() == DEV_JWT_SECRET:
+            raise ValueError("STEWARD_ENV=prod refuses the dev JWT secret")
+        return self

@@ -1,0 +1,1 @@
+"""Test harness: real infrastructure for tests, event publishing and awaiting helpers."""

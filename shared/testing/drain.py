@@ -1,0 +1,30 @@
+"""Wait until a running service has consumed everything and published its outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from shared.service import Runtime
+from shared.tables import outbox
+from shared.testing.waiting import eventually
+
+
+async def unsent(rt: Runtime) -> int:
+    """Outbox rows not yet published."""
+    async with rt.sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            )
+            or 0
+        )
+
+
+async def drained(rt: Runtime, *, timeout: float = 60.0) -> None:
+    """Every consumer has caught up with the high-water marks; every outbox row is published."""
+
+    async def lags() -> list[int | None]:
+        return [c.lag for c in rt.consumers]
+
+    await eventually(lags, lambda values: all(v == 0 for v in values), timeout=timeout)
+    await eventually(lambda: unsent(rt), lambda n: n == 0, timeout=timeout)

@@ -1,0 +1,160 @@
+"""Publish events and await events on topics, for tests and `steward publish`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from shared.contracts.topics import TOPICS
+
+
+def make_event(topic: str, data: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    """An envelope (as JSON-ready dict) for `topic` around `data`; fields can be overridden."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": TOPICS[topic].event_type,
+        "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "producer": "test",
+        "data": data,
+    } | envelope
+
+
+async def publish(
+    producer: AIOKafkaProducer,
+    topic: str,
+    event: dict[str, Any] | bytes,
+    *,
+    key: str | bytes | None = None,
+) -> None:
+    """Publish one event (dict → JSON envelope, bytes → as is) and wait for the ack."""
+    if isinstance(event, dict):
+        value = json.dumps(event).encode()
+        key = key if key is not None else str(event.get("data", {}).get("customer_id", ""))
+        headers = [
+            ("event_type", str(event.get("event_type", "")).encode()),
+            ("event_id", str(event.get("event_id", "")).encode()),
+            ("schema_version", str(event.get("schema_version", 1)).encode()),
+        ]
+    else:
+        value, headers = event, []
+    raw_key = key.encode() if isinstance(key, str) else key
+    await producer.send_and_wait(topic, value, key=raw_key, headers=headers)
+
+
+Predicate = Callable[[ConsumerRecord[bytes, bytes]], bool]
+
+
+class TopicWatcher:
+    """Reads a topic from its current end (no consumer group) and keeps every record seen."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.topic = topic
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=20
+        )
+        self._arrived = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, *, from_beginning: bool = False) -> TopicWatcher:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        if from_beginning:
+            await self._consumer.seek_to_beginning(*tps)
+        else:
+            await self._consumer.seek_to_end(*tps)
+            for tp in tps:  # resolve positions now, so later messages are never skipped
+                await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _pump(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            if batches:
+                async with self._arrived:
+                    for records in batches.values():
+                        self.records.extend(records)
+                    self._arrived.notify_all()
+
+    def matching(self, predicate: Predicate) -> list[ConsumerRecord[bytes, bytes]]:
+        return [r for r in self.records if predicate(r)]
+
+    async def wait_for(
+        self, predicate: Predicate, *, count: int = 1, timeout: float = 45.0
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Records matching `predicate`, once at least `count` have arrived."""
+
+        async def enough() -> list[ConsumerRecord[bytes, bytes]]:
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: len(self.matching(predicate)) >= count)
+                return self.matching(predicate)
+
+        try:
+            return await asyncio.wait_for(enough(), timeout)
+        except TimeoutError:
+            seen = len(self.matching(predicate))
+            raise AssertionError(
+                f"{self.topic}: {seen} of {count} expected records after {timeout}s"
+            ) from None
+
+
+def value_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    """The JSON value of a record."""
+    return json.loads(record.value or b"null")  # type: ignore[no-any-return,unused-ignore]
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in record.headers:
+        if key == name:
+            return value.decode()
+    return None
+
+
+async def committed_offset(bootstrap_servers: str, group: str, topic: str, partition: int) -> int:
+    """The offset `group` has committed on a partition (-1 when none)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()  # never subscribes, so it does not join (or disturb) the group
+    try:
+        offset = await consumer.committed(TopicPartition(topic, partition))
+    finally:
+        await consumer.stop()
+    return -1 if offset is None else int(offset)
+
+
+async def count_records(bootstrap_servers: str, topic: str) -> int:
+    """Records on a topic, counted by reading it (ListOffsets is unreliable on Tansu)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        count = 0
+        idle = 0
+        while idle < 3:  # three empty long-polls in a row: the end of every partition
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            fetched = sum(len(records) for records in batches.values())
+            count += fetched
+            idle = 0 if fetched else idle + 1
+        return count
+    finally:
+        await consumer.stop()

@@ -1,0 +1,187 @@
+"""Durable timers: due-time jobs in Postgres, claimed with FOR UPDATE SKIP LOCKED.
+
+A timer's effect and its `fired_at` mark commit in one transaction while the row is
+locked, so it fires exactly once across replicas and survives restarts. Timers are
+created with `Tx.schedule(kind, key, due_at, payload)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from shared.clock import Clock, DevClock
+from shared.contracts.events import OpsAlert
+from shared.contracts.topics import OPS_ALERTS
+from shared.faults import backoff_seconds, is_transient
+from shared.metrics import TIMERS_FIRED, TRANSIENT_FAILURES
+from shared.tables import timers
+from shared.unit_of_work import Tx, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A timer whose time has come, handed to the handler of its kind."""
+
+    id: int
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+TimerHandler = Callable[[Tx, list[DueTimer]], Awaitable[None]]
+
+
+class TimerWorker:
+    """Fires due timers of the kinds it has handlers for."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        uow: UnitOfWork,
+        clock: Clock,
+        handlers: Mapping[str, TimerHandler],
+        batch_size: int = 500,
+        poll_interval: float = 0.1,
+        max_attempts: int = 5,
+    ) -> None:
+        self.service = service
+        self._uow = uow
+        self._clock = clock
+        self._handlers = dict(handlers)
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._max_attempts = max_attempts
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Fire due timers until stopped; waits out database outages."""
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                fired = await self.fire_due()
+                attempt = 0
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                TRANSIENT_FAILURES.labels(self.service, "timers").inc()
+                log.warning("timer worker waiting for the database: %r", exc)
+                await self._wait(backoff_seconds(attempt))
+                attempt += 1
+                continue
+            if fired == 0:
+                # Only an empty claim waits: a handler may have put due work back (a bounded
+                # round), and a partial batch says nothing about what fell due meanwhile.
+                await self._wait(self._poll_interval)
+
+    async def fire_due(self) -> int:
+        """Fire one batch of due timers; returns how many were claimed."""
+        if not self._handlers:
+            return 0
+        try:
+            async with self._uow() as tx:
+                due = await self._claim(tx)
+                await self._dispatch(tx, due)
+            return len(due)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Some handler fails for good: fire one by one so the others are not held up.
+            log.warning("timer batch failed, firing one by one: %r", exc)
+            return await self._fire_singly()
+
+    async def _claim(self, tx: Tx, *, limit: int | None = None) -> list[DueTimer]:
+        rows = (
+            await tx.session.execute(
+                select(timers.c.id, timers.c.kind, timers.c.key, timers.c.due_at, timers.c.payload)
+                .where(
+                    timers.c.fired_at.is_(None),
+                    timers.c.due_at <= tx.now,
+                    timers.c.kind.in_(list(self._handlers)),
+                )
+                .order_by(timers.c.due_at, timers.c.id)
+                .limit(limit or self._batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        return [DueTimer(r.id, r.kind, r.key, r.due_at, r.payload) for r in rows]
+
+    async def _dispatch(self, tx: Tx, due: list[DueTimer]) -> None:
+        by_kind: dict[str, list[DueTimer]] = defaultdict(list)
+        for timer in due:
+            by_kind[timer.kind].append(timer)
+        for kind, group in by_kind.items():
+            await self._handlers[kind](tx, group)
+            TIMERS_FIRED.labels(self.service, kind).inc(len(group))
+        if due:
+            await tx.session.execute(
+                update(timers).where(timers.c.id.in_([t.id for t in due])).values(fired_at=tx.now)
+            )
+
+    async def _fire_singly(self) -> int:
+        fired = 0
+        for _ in range(self._batch_size):
+            try:
+                async with self._uow() as tx:
+                    due = await self._claim(tx, limit=1)
+                    if not due:
+                        return fired
+                    await self._dispatch(tx, due)
+                fired += 1
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                await self._record_failure(due[0], exc)
+        return fired
+
+    async def _record_failure(self, timer: DueTimer, exc: Exception) -> None:
+        """Push a failing timer back with backoff; after the last attempt it is parked."""
+        async with self._uow() as tx:
+            attempts = await tx.session.scalar(
+                update(timers)
+                .where(timers.c.id == timer.id)
+                .values(attempts=timers.c.attempts + 1, last_error=repr(exc)[:2000])
+                .returning(timers.c.attempts)
+            )
+            attempts = int(attempts or 0)
+            parked = attempts >= self._max_attempts
+            delay = timedelta(days=3650) if parked else timedelta(seconds=30 * 2**attempts)
+            await tx.session.execute(
+                update(timers).where(timers.c.id == timer.id).values(due_at=tx.now + delay)
+            )
+            if parked:
+                tx.emit(
+                    OPS_ALERTS,
+                    OpsAlert(
+                        service=self.service,
+                        severity="critical",
+                        kind="timer_failed",
+                        message=f"timer {timer.kind}/{timer.key} parked after {attempts} attempts",
+                        details={"kind": timer.kind, "key": timer.key, "error": repr(exc)[:500]},
+                    ),
+                    key=self.service,
+                )
+        log.error("timer %s/%s failed (attempt %d): %r", timer.kind, timer.key, attempts, exc)
+
+    async def _wait(self, seconds: float) -> None:
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if isinstance(self._clock, DevClock):
+            self._clock.advanced.clear()
+            waits.append(asyncio.ensure_future(self._clock.advanced.wait()))
+        _, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()

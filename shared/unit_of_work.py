@@ -1,0 +1,91 @@
+"""One database transaction with its outbox and timers: what every handler receives."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.bulk import bulk_insert
+from shared.clock import Clock
+from shared.contracts import Contract, Envelope
+from shared.messaging.outbox import Outbox
+from shared.tables import timers
+
+# What moving an existing timer resets (it fires again, once, at its new time).
+_RESCHEDULE = {"fired_at": "NULL", "attempts": "0", "last_error": "NULL", "created_at": "now()"}
+
+
+@dataclass
+class Tx:
+    """A unit of work: state changes, outgoing events and timers commit together."""
+
+    session: AsyncSession
+    now: datetime
+    outbox: Outbox
+
+    def emit(
+        self, topic: str, data: Contract, *, key: str, causation: Envelope[Any] | None = None
+    ) -> Envelope[Any]:
+        """Queue an event; published by the relay after commit."""
+        return self.outbox.emit(topic, data, key=key, causation=causation)
+
+    async def schedule(
+        self, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None
+    ) -> None:
+        """Create or move the durable timer (kind, key); it fires once at `due_at`."""
+        await self.schedule_many(kind, [(key, due_at, payload)])
+
+    async def schedule_many(
+        self, kind: str, items: Sequence[tuple[str, datetime, dict[str, Any] | None]]
+    ) -> None:
+        """`schedule` for many (key, due_at, payload) at once: one prepared statement."""
+        latest: dict[str, tuple[datetime, dict[str, Any] | None]] = {}
+        for key, due_at, payload in items:
+            if due_at.tzinfo is None:
+                raise ValueError("timers need a timezone-aware due time")
+            latest[key] = (due_at, payload)  # the last schedule of a key wins, as one by one
+        await bulk_insert(
+            self.session,
+            timers,
+            [
+                {"kind": kind, "key": key, "due_at": due_at, "payload": json.dumps(payload or {})}
+                for key, (due_at, payload) in latest.items()
+            ],
+            conflict=("kind", "key"),
+            update=("due_at", "payload"),
+            update_sql=_RESCHEDULE,
+        )
+
+    async def cancel(self, kind: str, key: str) -> None:
+        """Remove a pending timer; a fired one stays as the record that it fired."""
+        await self.session.execute(
+            delete(timers).where(
+                timers.c.kind == kind, timers.c.key == key, timers.c.fired_at.is_(None)
+            )
+        )
+
+
+class UnitOfWork:
+    """Opens transactions for one service: `async with uow() as tx: ...`."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, service: str):
+        self.sessions = sessions
+        self.clock = clock
+        self.service = service
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Tx]:
+        async with self.sessions() as session, session.begin():
+            now = self.clock.now()
+            tx = Tx(
+                session=session, now=now, outbox=Outbox(session, producer=self.service, now=now)
+            )
+            yield tx
+            await tx.outbox.flush()

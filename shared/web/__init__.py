@@ -1,0 +1,1 @@
+"""HTTP side of the platform: app factory, auth, errors, health and metrics."""

@@ -1,0 +1,113 @@
+"""FastAPI app factory: lifespan wiring, health, metrics, JSON errors, dev clock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from shared.clock import DevClock
+from shared.logs import correlation_id
+from shared.service import Runtime, ServiceSpec
+from shared.settings import StewardSettings
+from shared.web.auth import CurrentAdmin, TokenVerifier
+from shared.web.errors import ApiError, install_error_handlers
+
+
+def runtime(request: Request) -> Runtime:
+    """The running service's composition root (503 while it is not started)."""
+    rt = getattr(request.app.state, "runtime", None)
+    if rt is None:
+        raise ApiError(503, "unavailable", "the service is starting")
+    return rt  # type: ignore[no-any-return,unused-ignore]
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+
+
+class ClockAdvance(BaseModel):
+    advance_seconds: float = Field(gt=0, le=400 * 86400, description="How far to move time")
+
+
+def _platform_routes(dev: bool) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["ops"])
+    async def readyz(rt: RuntimeDep) -> JSONResponse:
+        """Database, broker and consumer assignment all in order (503 otherwise)."""
+        checks = {
+            "database": await rt.database_ready(),
+            "broker": await rt.producer.connected(),
+            "consumers": all(c.assigned for c in rt.consumers),
+        }
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "not_ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @router.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus exposition."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    if dev:
+
+        @router.post("/admin/clock", tags=["dev"])
+        async def advance_clock(
+            body: ClockAdvance, _: CurrentAdmin, rt: RuntimeDep
+        ) -> dict[str, Any]:
+            """Dev only: move this service's clock forward so timers fire without waiting."""
+            assert isinstance(rt.clock, DevClock)
+            now = rt.clock.advance(body.advance_seconds)
+            return {"now": now.isoformat(), "offset_seconds": rt.clock.offset.total_seconds()}
+
+    return router
+
+
+def create_app(
+    spec: ServiceSpec, settings: StewardSettings | None = None, *, migrate: bool = True
+) -> FastAPI:
+    """The service's ASGI app; connections are made in the lifespan, never at import."""
+    settings = settings or spec.settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = Runtime(spec, settings)
+        app.state.runtime = rt
+        await rt.start(migrate=migrate)
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(title=f"Steward {spec.name}", version="1.0", lifespan=lifespan)
+    app.state.token_verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def correlate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        cid = request.headers.get("x-correlation-id") or uuid.uuid4().hex
+        token = correlation_id.set(cid)
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        response.headers["x-correlation-id"] = cid
+        return response
+
+    app.include_router(_platform_routes(settings.is_dev))
+    for router in spec.routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,33 @@
+"""The quick benchmark completes and its verification checks hold (never a speed claim)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_completes_and_verifies(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    result = json.loads(output.read_text())
+    assert result["mode"] == "quick"
+    assert result["checks"], "the benchmark verified nothing"
+    assert all(result["checks"].values()), result["checks"]
+    for section in ("tiering / min(raw a, raw b)", "e2e latency p99", "POST /complaints"):
+        assert result["figures"][section]["value"] > 0
+    assert result["figures"]["notifications via sandbox"]["value"] > 0

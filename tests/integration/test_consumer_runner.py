@@ -1,0 +1,178 @@
+"""Consumer runner on a real broker and Postgres: inbox, dead letters, retries, offsets."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from shared.contracts.topics import BALANCE_CHANGED, OPS_ALERTS
+from shared.testing.kafka import (
+    TopicWatcher,
+    committed_offset,
+    header,
+    make_event,
+    publish,
+    value_of,
+)
+from shared.testing.waiting import eventually
+from tests.integration.probe import effects
+
+pytestmark = pytest.mark.integration
+
+DLQ = "probe.dead-letter.v1"
+
+
+def balance_event(customer: str, txn_id: str, **data: Any) -> dict[str, Any]:
+    return make_event(
+        BALANCE_CHANGED,
+        {
+            "customer_id": customer,
+            "account_id": f"{customer}-01",
+            "currency": "CNY",
+            "balance": "100.00",
+            "delta": "100.00",
+            "txn_id": txn_id,
+        }
+        | data,
+    )
+
+
+async def effects_of(probe, customer: str) -> list[str]:
+    async with probe.runtime.sessions() as session:
+        rows = await session.scalars(
+            select(effects.c.txn_id).where(effects.c.customer_id == customer)
+        )
+        return list(rows)
+
+
+async def wait_for_effects(probe, customer: str, count: int, timeout: float = 45) -> list[str]:
+    return await eventually(
+        lambda: effects_of(probe, customer), lambda found: len(found) >= count, timeout=timeout
+    )
+
+
+@pytest.fixture
+async def dead_letters(infra):
+    from shared.devstack.topics import TopicDefinition, create_topics
+
+    await create_topics(infra.bootstrap_servers, [TopicDefinition(DLQ, 1, 1, 86400000)])
+    watcher = await TopicWatcher(infra.bootstrap_servers, DLQ).start()
+    yield watcher
+    await watcher.stop()
+
+
+@pytest.fixture
+async def alerts(infra):
+    watcher = await TopicWatcher(infra.bootstrap_servers, OPS_ALERTS).start()
+    yield watcher
+    await watcher.stop()
+
+
+def customer_id() -> str:
+    return f"P-{uuid.uuid4().hex[:10]}"
+
+
+async def test_duplicate_event_has_no_second_effect(probe, kafka_producer):
+    customer = customer_id()
+    event = balance_event(customer, "once")
+    await publish(kafka_producer, BALANCE_CHANGED, event)
+    await publish(kafka_producer, BALANCE_CHANGED, event)
+    await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, "marker"))
+    # The marker comes after both copies on the same partition: once it is applied,
+    # both copies of the event have been consumed.
+    found = await wait_for_effects(probe, customer, 2)
+    assert sorted(found) == ["marker", "once"]
+
+
+async def test_poison_message_is_dead_lettered_and_the_next_is_processed(
+    probe, kafka_producer, dead_letters, alerts
+):
+    customer = customer_id()
+    await publish(kafka_producer, BALANCE_CHANGED, b"{not json", key=customer)
+    bad_amount = balance_event(customer, "float", balance=100.5)
+    await publish(kafka_producer, BALANCE_CHANGED, bad_amount)
+    await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, "good"))
+
+    assert await wait_for_effects(probe, customer, 1) == ["good"]
+    letters = await dead_letters.wait_for(lambda r: r.key == customer.encode(), count=2)
+    by_type = {header(r, "dlq.error_type"): r for r in letters}
+    assert set(by_type) == {"not_json", "schema_invalid"}
+    assert by_type["not_json"].value == b"{not json"  # the original value, untouched
+    schema_letter = by_type["schema_invalid"]
+    assert "data.balance" in (header(schema_letter, "dlq.error") or "")
+    assert header(schema_letter, "dlq.original_topic") == BALANCE_CHANGED
+    assert header(schema_letter, "dlq.consumer") == "probe.events"
+    for name in ("dlq.partition", "dlq.offset", "dlq.at"):
+        assert header(schema_letter, name)
+    await alerts.wait_for(
+        lambda r: (
+            value_of(r)["data"]["kind"] == "dead_letter"
+            and value_of(r)["data"]["details"]["error_type"] == "schema_invalid"
+            and value_of(r)["data"]["service"] == "probe"
+        )
+    )
+
+
+async def test_rejected_event_is_dead_lettered_without_losing_its_batch(
+    probe, kafka_producer, dead_letters
+):
+    customer = customer_id()
+    for txn in ("before", "reject:this", "after"):
+        await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, txn))
+    found = await wait_for_effects(probe, customer, 2)
+    assert sorted(found) == ["after", "before"]
+    [letter] = await dead_letters.wait_for(lambda r: r.key == customer.encode())
+    assert header(letter, "dlq.error_type") == "probe_rejected"
+
+
+async def test_handler_bug_dead_letters_only_the_culprit(probe, kafka_producer, dead_letters):
+    customer = customer_id()
+    for txn in ("a", "crash:bug", "b"):
+        await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, txn))
+    found = await wait_for_effects(probe, customer, 2)
+    assert sorted(found) == ["a", "b"]
+    [letter] = await dead_letters.wait_for(lambda r: r.key == customer.encode())
+    assert header(letter, "dlq.error_type") == "handler_error"
+    assert "RuntimeError" in (header(letter, "dlq.error") or "")
+
+
+async def test_transient_fault_is_retried_without_commit_then_succeeds_once(
+    infra, probe, probe_handler, kafka_producer, dead_letters
+):
+    customer = customer_id()
+    txn = f"transient:{customer}"
+    probe_handler.failing.add(txn)
+    await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, txn))
+
+    async def attempts() -> int:
+        return probe_handler.attempts.get(txn, 0)
+
+    await eventually(attempts, lambda n: n >= 3)
+    # Still failing: nothing applied, and the group's offsets do not cover the event.
+    assert await effects_of(probe, customer) == []
+    watcher = await TopicWatcher(infra.bootstrap_servers, BALANCE_CHANGED).start(
+        from_beginning=True
+    )
+    try:
+        [record] = await watcher.wait_for(lambda r: r.key == customer.encode())
+    finally:
+        await watcher.stop()
+
+    def committed():
+        return committed_offset(
+            infra.bootstrap_servers,
+            probe.runtime.consumers[0].group_id,
+            record.topic,
+            record.partition,
+        )
+
+    assert await committed() <= record.offset
+
+    probe_handler.failing.discard(txn)
+    assert await wait_for_effects(probe, customer, 1) == [txn]
+    await eventually(committed, lambda offset: offset > record.offset)
+    assert not dead_letters.matching(lambda r: r.key == customer.encode())
+    assert await effects_of(probe, customer) == [txn]  # exactly once

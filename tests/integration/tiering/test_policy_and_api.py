@@ -1,0 +1,174 @@
+"""Tier policy (validation, re-evaluation sweep, downgrade grace on the dev clock) and the API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from services.tiering.app import SPEC
+from shared.contracts.topics import BALANCE_CHANGED, TIER_CHANGED
+from shared.testing.kafka import TopicWatcher, make_event, publish, value_of
+from shared.testing.services import RunningService, running_service, service_settings
+from shared.testing.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+DEFAULT_POLICY = {
+    "potential_from": "50000.00",
+    "quality_from": "500000.00",
+    "high_end_from": "3000000.00",
+    "basis": "balance",
+    "adb_days": 30,
+    "downgrade_grace_days": 0,
+}
+
+
+@pytest.fixture(scope="module")
+async def tiering(infra) -> AsyncIterator[RunningService]:
+    async with running_service(SPEC, service_settings(SPEC, infra)) as svc:
+        yield svc
+
+
+@pytest.fixture
+async def tier_changes(infra) -> AsyncIterator[TopicWatcher]:
+    watcher = await TopicWatcher(infra.bootstrap_servers, TIER_CHANGED).start()
+    yield watcher
+    await watcher.stop()
+
+
+def posting(customer: str, balance: str, seq: int) -> dict[str, Any]:
+    return make_event(
+        BALANCE_CHANGED,
+        {
+            "customer_id": customer,
+            "account_id": f"{customer}-01",
+            "currency": "CNY",
+            "balance": balance,
+            "delta": "0",
+            "txn_id": f"{customer}-{seq}",
+            "account_seq": seq,
+        },
+    )
+
+
+async def policy_of(svc: RunningService) -> dict[str, Any]:
+    response = await svc.http.get("/tiers/policy", headers=svc.token("ops"))
+    return response.json()  # type: ignore[no-any-return]
+
+
+def new_customer() -> str:
+    return f"T-{uuid.uuid4().hex[:10]}"
+
+
+async def put_policy(svc: RunningService, **changes: Any):
+    return await svc.http.put(
+        "/tiers/policy", json=DEFAULT_POLICY | changes, headers=svc.token("admin")
+    )
+
+
+async def test_policy_validation_names_the_problem(tiering):
+    response = await put_policy(tiering, quality_from="40000.00")
+    assert response.status_code == 422
+    assert "strictly increasing" in response.json()["detail"]
+    response = await put_policy(tiering, potential_from=50000.5)
+    assert response.status_code == 422
+    assert "body.potential_from" in response.json()["detail"]
+    response = await tiering.http.put(
+        "/tiers/policy", json=DEFAULT_POLICY, headers=tiering.token("ops")
+    )
+    assert response.status_code == 403
+
+
+async def test_downgrade_waits_for_the_grace_period_on_the_dev_clock(
+    tiering, kafka_producer, tier_changes
+):
+    assert (await put_policy(tiering, downgrade_grace_days=3)).status_code == 200
+    await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+    customer = new_customer()
+    key = customer.encode()
+    staff = tiering.token("staff", employee_id="E1")
+
+    async def tier_now() -> dict[str, Any]:
+        return (await tiering.http.get(f"/customers/{customer}/tier", headers=staff)).json()
+
+    try:
+        await publish(kafka_producer, BALANCE_CHANGED, posting(customer, "600000.00", 1))
+        await tier_changes.wait_for(lambda r: r.key == key)
+        await publish(kafka_producer, BALANCE_CHANGED, posting(customer, "100000.00", 2))
+        body = await eventually(tier_now, lambda b: b.get("downgrade_grace_until") is not None)
+        assert body["tier"] == "quality"  # still quality while the grace period runs
+        assert body["total_balance"] == "100000.00"
+        assert len(tier_changes.matching(lambda r: r.key == key)) == 1
+
+        response = await tiering.http.post(
+            "/admin/clock", json={"advance_seconds": 3 * 86400 + 1}, headers=tiering.token("admin")
+        )
+        assert response.status_code == 200
+        records = await tier_changes.wait_for(lambda r: r.key == key, count=2)
+        downgrade = value_of(records[1])["data"]
+        assert (downgrade["previous_tier"], downgrade["tier"], downgrade["direction"]) == (
+            "quality",
+            "potential",
+            "downgrade",
+        )
+        history = await tiering.http.get(f"/customers/{customer}/tier/history", headers=staff)
+        causes = [h["cause"] for h in history.json()["items"]]
+        assert causes == ["balance_changed", "grace_expired"]
+    finally:
+        assert (await put_policy(tiering)).status_code == 200
+        await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+
+
+async def test_policy_change_re_evaluates_existing_customers(tiering, kafka_producer, tier_changes):
+    customer = new_customer()
+    key = customer.encode()
+    await publish(kafka_producer, BALANCE_CHANGED, posting(customer, "60000.00", 1))
+    [first] = await tier_changes.wait_for(lambda r: r.key == key)
+    assert value_of(first)["data"]["tier"] == "potential"
+    try:
+        response = await put_policy(tiering, potential_from="70000.00")
+        assert response.status_code == 200
+        assert response.json()["potential_from"] == "70000.00"
+        records = await tier_changes.wait_for(lambda r: r.key == key, count=2)
+        data = value_of(records[1])["data"]
+        assert (data["previous_tier"], data["tier"]) == ("potential", "ordinary")
+    finally:
+        assert (await put_policy(tiering)).status_code == 200
+        await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+
+
+async def test_distribution_and_access_rules(tiering, kafka_producer, tier_changes):
+    customer = new_customer()
+    await publish(kafka_producer, BALANCE_CHANGED, posting(customer, "3000000.00", 1))
+    await tier_changes.wait_for(lambda r: r.key == customer.encode())
+
+    ops = tiering.token("ops")
+    response = await tiering.http.get("/tiers/distribution", headers=ops)
+    assert response.status_code == 200
+    items = {i["tier"]: i for i in response.json()["items"]}
+    assert list(items) == ["ordinary", "potential", "quality", "high_end"]
+    assert items["high_end"]["customers"] >= 1
+    staff = tiering.token("staff", employee_id="E1")
+    assert (await tiering.http.get("/tiers/distribution", headers=staff)).status_code == 403
+
+    own = tiering.token("customer", customer_id=customer)
+    response = await tiering.http.get(f"/customers/{customer}/tier", headers=own)
+    assert response.status_code == 200
+    assert response.json()["maintenance_team"] == "private_banking"
+    assert response.json()["total_balance"] == "3000000.00"
+
+    missing = await tiering.http.get("/customers/nobody/tier", headers=staff)
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    policy = await tiering.http.get("/tiers/policy", headers=staff)
+    assert policy.json()["high_end_from"] == "3000000.00"
+
+
+async def test_text_postgres_cannot_store_is_a_422_not_a_500(tiering):
+    staff = tiering.token("staff", employee_id="E1")
+    response = await tiering.http.get("/customers/C%00NUL/tier", headers=staff)
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
