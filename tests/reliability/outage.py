@@ -56,3 +56,57 @@ class ReadinessProbe:
     def between(self, start: float, end: float) -> list[int]:
         """Statuses answered in [start, end]."""
         return [status for at, status in self.answers if start <= at <= end]
+
+
+@dataclass
+class NetworkLink:
+    """A TCP proxy in front of the broker that can be cut.
+
+    While cut, the port refuses connections and every open one is closed: to a service the
+    broker is gone, yet the broker keeps its records, topics and committed offsets — as a
+    real cluster does across a network partition or a rolling outage.
+    """
+
+    port: int
+    target_port: int
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    async def restore(self) -> NetworkLink:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        return self
+
+    async def cut(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, upstream[1])
+        self._writers.update(pair)
+        try:
+            await asyncio.gather(_pipe(reader, upstream[1]), _pipe(upstream[0], writer))
+        finally:
+            for end in pair:
+                end.transport.abort()
+                self._writers.discard(end)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.transport.abort()

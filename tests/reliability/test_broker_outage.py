@@ -1,18 +1,17 @@
-"""The broker stopped for 10 s and restarted (topics recreated): an API write during the
-outage succeeds and its events wait in the outbox, /readyz answers 503 meanwhile, and after
-recovery every outbox row is on the topic, the outbox is empty and the consumer resumes.
+"""The broker unreachable for 10 s: an API write during the outage succeeds and its events
+wait in the outbox, /readyz answers 503 meanwhile, and after recovery every outbox row is on
+the topic exactly once, the outbox is empty and the consumer resumes where it stopped.
 
 The API write is `PUT /tiers/policy` (admin): tiering's only write, it stores the policy
 and schedules the re-evaluation sweep, which emits a TierChanged per customer whose tier
 the new thresholds change — all in the database, with the broker gone.
 
-What "nothing lost" means with the memory-only embedded broker: its restart loses every
-record it held, so the records published before the outage are gone with it (a real broker
-keeps them on disk and replicas; they were acknowledged, and their outbox rows marked sent,
-before the outage). The guarantee checked here is the service's: every event written while
-the broker was down — and everything published after it came back — is on the recreated
-topic, once per event id (a republished copy with the same id would be counted and
-reported), with no outbox row left unsent.
+The outage is a cut network link (tests/reliability/outage.py: a proxy the broker
+advertises as its address, closed for the outage): the embedded broker keeps everything in
+memory only, so stopping it would lose its records and committed offsets — unlike a real
+cluster, whose outage the service must ride out with both intact. The topic is then read
+whole: every TierChanged the service ever wrote is on it, once per event id (a republished
+copy with the same id would be counted and reported), with no outbox row left unsent.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from shared.testing.drain import unsent
 from shared.testing.kafka import TopicWatcher, count_records, make_event, publish, value_of
 from shared.testing.services import RunningService, running_service, service_settings
 from shared.testing.waiting import eventually
-from tests.reliability.outage import ReadinessProbe
+from tests.reliability.outage import NetworkLink, ReadinessProbe
 
 pytestmark = pytest.mark.integration
 CUSTOMERS = 20  # half at 40 000 CNY (ordinary → potential under the new policy), half at 20 000
@@ -56,8 +55,16 @@ def balance(customer: str, amount: str, seq: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def broker(tmp_path) -> AsyncIterator[EmbeddedBroker]:
-    embedded = EmbeddedBroker(free_port(), tmp_path / "broker.log")
+async def link() -> AsyncIterator[NetworkLink]:
+    link = await NetworkLink(free_port(), free_port()).restore()
+    yield link
+    await link.cut()
+
+
+@pytest.fixture
+async def broker(tmp_path, link: NetworkLink) -> AsyncIterator[EmbeddedBroker]:
+    """A broker of its own, reached only through `link`."""
+    embedded = EmbeddedBroker(link.target_port, tmp_path / "broker.log", advertised_port=link.port)
     await asyncio.to_thread(embedded.start)
     await create_topics(embedded.bootstrap_servers)
     yield embedded
@@ -84,7 +91,9 @@ async def _changes_in_outbox(svc: RunningService, keys: set[bytes]) -> list[Any]
         ]
 
 
-async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after(infra, broker):
+async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after(
+    infra, broker, link
+):
     run = uuid.uuid4().hex[:6]
     customers = [f"B{run}-{n:02d}" for n in range(CUSTOMERS)]
     rich, modest = customers[: CUSTOMERS // 2], customers[CUSTOMERS // 2 :]
@@ -114,8 +123,8 @@ async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after
 
         probe = ReadinessProbe(svc.http).start()
         try:
-            await asyncio.to_thread(broker.stop)
-            stopped_at = time.monotonic()  # the broker takes ~5 s to shut down gracefully
+            await link.cut()
+            stopped_at = time.monotonic()
             await eventually(lambda: svc.http.get("/readyz"), lambda r: r.status_code == 503)
             response = await svc.http.put("/tiers/policy", json=LOWER_POTENTIAL, headers=admin)
             assert response.status_code == 200, response.text
@@ -125,8 +134,7 @@ async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after
             waiting = sum(1 for r in written_during if r[3] is None)  # unsent, broker down
             await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped_at)))
             up_at = time.monotonic()
-            await asyncio.to_thread(broker.start)
-            await create_topics(broker.bootstrap_servers)  # memory storage: topics are gone
+            await link.restore()
             during = probe.between(stopped_at + 0.5, up_at)  # 0.5 s to notice
             await eventually(lambda: unsent(svc.runtime), lambda n: n == 0, timeout=60)
             await eventually(
@@ -168,12 +176,12 @@ async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after
     finally:
         await watcher.stop()
     ids_on_topic = Counter(value_of(r)["event_id"] for r in records)
-    expected_ids = {r[0] for r in after_outage}
+    expected_ids = {r[0] for r in rows}  # before, during and after the outage
     print(
         f"\nbroker outage: {before} changes before; API write during the outage → {len(rich)} "
         f"expected, {len(written_during) - before} written to the outbox ({waiting} unsent "
         f"while down); {len(resumed)} events after recovery → {len(resumed)} changes expected, "
-        f"{len(after_outage) - len(rich)} written; on the recreated topic {on_topic} records, "
+        f"{len(after_outage) - len(rich)} written; on the topic {on_topic} records, "
         f"{len(set(ids_on_topic) & expected_ids)} of {len(expected_ids)} expected ids, "
         f"{sum(n - 1 for n in ids_on_topic.values())} duplicates, "
         f"{len(expected_ids - set(ids_on_topic))} lost; unsent {left_unsent}; "
@@ -185,7 +193,7 @@ async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after
     changes = [(d["customer_id"], d["previous_tier"], d["tier"]) for _, d, _, _ in after_outage]
     assert sorted(changes[: len(rich)]) == [(c, "ordinary", "potential") for c in sorted(rich)]
     assert sorted(changes[len(rich) :]) == [(c, "ordinary", "quality") for c in sorted(resumed)]
-    assert set(ids_on_topic) == expected_ids  # the recreated topic holds exactly these
+    assert set(ids_on_topic) == expected_ids  # the topic holds exactly these
     assert on_topic == len(expected_ids) and max(ids_on_topic.values()) == 1
     assert claimed == CUSTOMERS + len(resumed)
     assert tiers == {
