@@ -2,6 +2,7 @@
 
 python -m bench.run            # full run (make bench)
 python -m bench.run --quick    # smoke run (make test): completes and verifies, no speed claims
+python -m bench.run --only complaints --only notifications   # some sections only
 """
 
 from __future__ import annotations
@@ -195,14 +196,17 @@ async def tiering_throughput(infra: Infrastructure, workload: Workload, report: 
     return len(workload.messages) / elapsed
 
 
-def main(quick: bool, output: Path = RESULTS) -> int:
+SECTIONS = ("tiering", "latency", "complaints", "notifications")
+
+
+def main(quick: bool, output: Path = RESULTS, sections: tuple[str, ...] = SECTIONS) -> int:
     scale = QUICK if quick else FULL
     report = Report()
     print(f"Steward benchmark ({'quick' if quick else 'full'}): {platform.processor() or 'cpu'}")
     started = time.perf_counter()
     with test_infrastructure() as infra:
         print(f"  infrastructure: Postgres {infra.database_source}, broker {infra.broker_source}")
-        asyncio.run(measure(infra, scale, report))
+        asyncio.run(measure(infra, scale, report, sections))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
         json.dumps(
@@ -211,6 +215,7 @@ def main(quick: bool, output: Path = RESULTS) -> int:
                 "mode": "quick" if quick else "full",
                 "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
                 "scale": scale.__dict__,
+                "sections": list(sections),
                 "seconds": round(time.perf_counter() - started, 1),
                 "figures": report.figures,
                 "checks": report.checks,
@@ -222,14 +227,20 @@ def main(quick: bool, output: Path = RESULTS) -> int:
     return 0 if all(report.checks.values()) else 1
 
 
-async def measure(infra: Infrastructure, scale: Scale, report: Report) -> None:
-    """Every measurement, side by side, on one infrastructure."""
+async def measure(
+    infra: Infrastructure, scale: Scale, report: Report, sections: tuple[str, ...] = SECTIONS
+) -> None:
+    """Every measurement (or the chosen sections), side by side, on one infrastructure."""
     print(f"  load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    raw = await measure_tiering(infra, scale, report)
-    await measure_latency(infra, scale, report)
-    await measure_complaints(infra, scale, report)
-    await measure_notifications(infra, scale, report)
-    report.figures["raw_min"] = {"value": round(raw, 1), "unit": "msg/s"}
+    if "tiering" in sections:
+        raw = await measure_tiering(infra, scale, report)
+        report.figures["raw_min"] = {"value": round(raw, 1), "unit": "msg/s"}
+    if "latency" in sections:
+        await measure_latency(infra, scale, report)
+    if "complaints" in sections:
+        await measure_complaints(infra, scale, report)
+    if "notifications" in sections:
+        await measure_notifications(infra, scale, report)
 
 
 async def measure_tiering(infra: Infrastructure, scale: Scale, report: Report) -> float:
@@ -332,8 +343,11 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: small, verifies only")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument(
+        "--only", action="append", choices=SECTIONS, help="run this section (repeatable)"
+    )
     args = parser.parse_args()
-    sys.exit(main(args.quick, args.output))
+    sys.exit(main(args.quick, args.output, tuple(args.only or SECTIONS)))
 
 
 if __name__ == "__main__":
