@@ -75,6 +75,9 @@ def wire(rt: Runtime) -> Wiring:
         daily_cap=settings.notifications_daily_cap,
         concurrency=settings.notifications_delivery_concurrency,
         round_size=settings.notifications_delivery_round,
+        # A slow provider holds a transaction for about one round: no further round starts
+        # once one provider timeout has passed.
+        round_budget=timedelta(seconds=settings.notifications_provider_timeout_seconds),
         unknown_recipient_grace=timedelta(
             seconds=settings.notifications_unknown_recipient_grace_seconds
         ),

@@ -1,10 +1,17 @@
 """Queued notifications → providers: the `deliver` timer handler.
 
 Runs in the timer worker's transaction, which holds the claimed timer rows with FOR UPDATE
-SKIP LOCKED: policy first (consent, quiet hours, cap), then the provider calls concurrently,
-each under the provider timeout, then attempts, receipts and the next step (sent, retry
-with backoff, fall back WeChat → SMS, or fail with an ops alert) are recorded. A round is
-bounded (`round_size`) so one transaction never waits on more than a few waves of calls.
+SKIP LOCKED: policy first (consent, quiet hours, cap), then the provider calls, then
+attempts, receipts and the next step (sent, retry with backoff, fall back WeChat → SMS, or
+fail with an ops alert). Everything the transaction reads or writes is set-based: a few
+statements for all its messages, none per message.
+
+The claimed messages go out in rounds of `round_size`. Calls to a remote provider run
+concurrently, at most `concurrency` in flight per provider (so one hanging provider cannot
+take the slots of another), each under the provider timeout; a batch provider (the
+sandbox) takes a round in one call. A further round starts only while the transaction has
+been open less than `round_budget`, so a slow provider holds one transaction for about one
+round; the messages left over go back on the queue.
 
 Delivery is at least once: should this transaction fail after a provider accepted a
 message, the next round sends it again. Providers get the notification id as idempotency
@@ -15,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -41,15 +50,9 @@ from services.notifications.domain import (
     decide,
     local_day,
 )
-from services.notifications.handlers import (
-    DELIVER,
-    delivery_key,
-    emit_alert,
-    emit_status,
-    schedule_delivery,
-)
+from services.notifications.handlers import DELIVER, delivery_key, emit_alert, emit_status
 from services.notifications.metrics import PROVIDER_CALLS
-from services.notifications.providers import OutgoingMessage, Provider
+from services.notifications.providers import BatchProvider, OutgoingMessage, Provider
 from services.notifications.templating import Template, render
 from shared.clock import Clock
 from shared.timers import DueTimer
@@ -85,51 +88,83 @@ def _staff_contact(kind: Any, rid: str, row: Any) -> Contact:
     )
 
 
-async def load_contacts(tx: Tx, pending: Sequence[Any]) -> dict[tuple[str, str], Contact]:
-    """Contact details of every recipient in the batch, three queries at most."""
+@dataclass
+class Recipients:
+    """Contact details of the recipients of a transaction's messages, and per customer
+    concerned the variables the templates take from the replica."""
+
+    contacts: dict[tuple[str, str], Contact]
+    extra: dict[str, dict[str, Any]]
+
+
+async def load_recipients(tx: Tx, pending: Sequence[Any]) -> Recipients:
+    """Everything about the people concerned by `pending`, in three queries."""
     wanted: dict[str, set[str]] = {"customer": set(), "employee": set(), "department": set()}
     for row in pending:
         wanted[row.recipient_kind].add(row.recipient_id)
-    contacts: dict[tuple[str, str], Contact] = {}
-    for cid, row in (await store.customers_by_id(tx.session, wanted["customer"])).items():
-        contacts["customer", cid] = _customer_contact(row)
-    for eid, row in (await store.staff_by_id(tx.session, wanted["employee"])).items():
-        contacts["employee", eid] = _staff_contact("employee", eid, row)
+    customers = await store.customers_by_id(
+        tx.session, wanted["customer"] | {r.customer_id for r in pending}
+    )
+    managers = {c.relationship_manager_id for c in customers.values()} - {None}
+    staff = await store.staff_by_id(tx.session, wanted["employee"] | managers)
     duty = await store.duty_contacts_by_department(tx.session, wanted["department"])
+    contacts: dict[tuple[str, str], Contact] = {}
+    for cid in wanted["customer"] & customers.keys():
+        contacts["customer", cid] = _customer_contact(customers[cid])
+    for eid in wanted["employee"] & staff.keys():
+        contacts["employee", eid] = _staff_contact("employee", eid, staff[eid])
     for department, row in duty.items():
         contacts["department", department] = _staff_contact("department", department, row)
-    return contacts
-
-
-async def enrichments(tx: Tx, pending: Sequence[Any]) -> dict[str, dict[str, Any]]:
-    """Per customer concerned: their name and who serves them (relationship manager)."""
-    subjects = await store.customers_by_id(tx.session, (r.customer_id for r in pending))
-    managers = await store.staff_by_id(
-        tx.session,
-        (s.relationship_manager_id for s in subjects.values() if s.relationship_manager_id),
-    )
     extra: dict[str, dict[str, Any]] = {}
-    for cid, subject in subjects.items():
-        manager = managers.get(subject.relationship_manager_id or "")
+    for cid, subject in customers.items():
+        manager = staff.get(subject.relationship_manager_id or "")
         extra[cid] = {
             "customer_name": subject.name,
             "served_by": manager.name if manager else None,
         }
-    return extra
+    return Recipients(contacts, extra)
 
 
-class _RoundWrites:
-    """What a delivery round records for all its messages, written set-based at its end."""
+@dataclass
+class _Writes:
+    """What a transaction records for all its messages, written set-based at its end."""
 
-    def __init__(self) -> None:
-        self.attempts: list[dict[str, Any]] = []
-        self.receipts: list[dict[str, Any]] = []
-        self.sent: list[dict[str, Any]] = []
+    now: datetime
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    states: list[dict[str, Any]] = field(default_factory=list)
+    timers: list[tuple[str, datetime, dict[str, Any] | None]] = field(default_factory=list)
+
+    def state(self, row: Any, **columns: Any) -> None:
+        """The notification's new columns (one entry per notification and transaction)."""
+        self.states.append(
+            {"notification_id": row.notification_id, "updated_at": self.now} | columns
+        )
+
+    def again(self, row: Any, due_at: datetime, **columns: Any) -> None:
+        """Back on the queue with a fresh timer at `due_at`."""
+        seq = row.timer_seq + 1
+        self.state(row, timer_seq=seq, **columns)
+        self.timers.append(
+            (
+                delivery_key(row.notification_id, seq),
+                due_at,
+                {"notification_id": row.notification_id},
+            )
+        )
 
     async def flush(self, tx: Tx) -> None:
         await store.record_attempts(tx.session, self.attempts)
         await store.record_receipts(tx.session, self.receipts)
-        await store.update_notifications(tx.session, self.sent)
+        await store.update_notifications(tx.session, self.states)
+        await tx.schedule_many(DELIVER, self.timers)
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    row: Any
+    contact: Contact
+    message: OutgoingMessage
 
 
 class DeliverNotifications:
@@ -143,6 +178,7 @@ class DeliverNotifications:
         daily_cap: int,
         concurrency: int,
         round_size: int,
+        round_budget: timedelta,
         unknown_recipient_grace: timedelta,
         clock: Clock,
     ) -> None:
@@ -151,58 +187,97 @@ class DeliverNotifications:
         self.daily_cap = daily_cap
         self.concurrency = concurrency
         self.round_size = round_size
+        self.round_budget = round_budget.total_seconds()
         self.grace = unknown_recipient_grace
         self.clock = clock
+        self._tls: Any = None  # built once: an SSL context costs more than a round of sends
 
     async def __call__(self, tx: Tx, due: list[DueTimer]) -> None:
         ids = list(dict.fromkeys(str(t.payload["notification_id"]) for t in due))
         pending = await store.lock_notifications(tx.session, ids)
-        # Bound one round (and the transaction around it) to a few waves of provider calls;
-        # the rest go straight back on the queue for the next round.
-        pending, later = pending[: self.round_size], pending[self.round_size :]
-        await self._reschedule_many(tx, later, tx.now)
         if not pending:
             return
-        contacts = await load_contacts(tx, pending)
-        extra = await enrichments(tx, pending)
+        recipients = await load_recipients(tx, pending)
         templates = await store.all_templates(tx.session)
-        outgoing: list[tuple[Any, Contact, OutgoingMessage]] = []
-        for row in pending:
-            contact = contacts.get((row.recipient_kind, row.recipient_id))
+        writes = _Writes(tx.now)
+        opened = time.monotonic()
+        while pending:
+            this_round, pending = pending[: self.round_size], pending[self.round_size :]
+            await self._round(tx, this_round, recipients, templates, writes)
+            if time.monotonic() - opened >= self.round_budget:
+                break
+        for row in pending:  # left for the next transaction
+            writes.again(row, tx.now)
+        await writes.flush(tx)
+
+    async def _round(
+        self,
+        tx: Tx,
+        rows: Sequence[Any],
+        recipients: Recipients,
+        templates: Mapping[str, Any],
+        writes: _Writes,
+    ) -> None:
+        """Decide for each message, take cap slots, send, record what happened."""
+        ready: list[tuple[Any, Contact, Send]] = []
+        for row in rows:
+            contact = recipients.contacts.get((row.recipient_kind, row.recipient_id))
             if (
                 contact is None
                 and row.recipient_kind == "customer"
                 and tx.now - row.created_at < self.grace
             ):
                 # The profile may simply not have arrived yet (another topic).
-                await self._reschedule(tx, row, tx.now + min(self.grace, timedelta(seconds=30)))
+                writes.again(row, tx.now + min(self.grace, timedelta(seconds=30)))
                 continue
             pending_msg = Pending(row.category, row.urgent, frozenset(row.exhausted_channels))
             decision = decide(pending_msg, row.recipient_kind, contact, tx.now)
             if isinstance(decision, Suppress):
-                await self._finish(tx, row, "suppressed", decision.reason)
+                self._finish(tx, row, "suppressed", decision.reason, writes)
             elif isinstance(decision, Defer):
-                await self._defer(tx, row, decision)
+                writes.again(
+                    row, decision.until, deliver_after=decision.until, reason=decision.reason
+                )
+                emit_status(tx, row, "queued", decision.reason)
             elif isinstance(decision, Send):
                 assert contact is not None
-                if row.attempts == 0 and counts_against_cap(contact, row.urgent):
-                    day = local_day(tx.now)
-                    if not await store.take_daily_slot(
-                        tx.session, row.customer_id, day, self.daily_cap
-                    ):
-                        await self._finish(
-                            tx, row, "suppressed", f"daily_cap: {self.daily_cap} per day"
-                        )
-                        continue
-                message = self._message(row, contact, decision, templates, extra)
-                outgoing.append((row, contact, message))
+                ready.append((row, contact, decision))
             else:
-                await self._give_up(tx, row, "delivery_failed", decision.reason, None)
-        results = await self._send_all([m for _, _, m in outgoing])
-        writes = _RoundWrites()
-        for (row, contact, message), result in zip(outgoing, results, strict=True):
-            await self._after(tx, row, contact, message, result, writes)
-        await writes.flush(tx)
+                writes.state(row, status="failed", reason=decision.reason)
+                self._alert(tx, row, "delivery_failed", decision.reason, None)
+        outgoing = [
+            _Outgoing(row, contact, self._message(row, contact, send, templates, recipients.extra))
+            for row, contact, send in await self._within_cap(tx, ready, writes)
+        ]
+        results = await self._send_all([o.message for o in outgoing])
+        for sending, result in zip(outgoing, results, strict=True):
+            self._after(tx, sending, result, writes)
+
+    async def _within_cap(
+        self, tx: Tx, ready: list[tuple[Any, Contact, Send]], writes: _Writes
+    ) -> list[tuple[Any, Contact, Send]]:
+        """The messages that may go out: a first attempt of a non-urgent customer message
+        takes a slot of the customer's daily cap, or is suppressed."""
+        capped: dict[str, list[tuple[Any, Contact, Send]]] = {}
+        free = []
+        for item in ready:
+            row, contact, _ = item
+            if row.attempts == 0 and counts_against_cap(contact, row.urgent):
+                capped.setdefault(row.customer_id, []).append(item)
+            else:
+                free.append(item)
+        day = local_day(tx.now)
+        # One statement per layer: every customer's first message, then every second one…
+        for layer in range(max((len(q) for q in capped.values()), default=0)):
+            wanting = {cid: q[layer] for cid, q in capped.items() if len(q) > layer}
+            granted = await store.take_daily_slots(tx.session, list(wanting), day, self.daily_cap)
+            for cid, item in wanting.items():
+                if cid in granted:
+                    free.append(item)
+                else:
+                    reason = f"daily_cap: {self.daily_cap} per day"
+                    self._finish(tx, item[0], "suppressed", reason, writes)
+        return free
 
     def _message(
         self,
@@ -227,33 +302,67 @@ class DeliverNotifications:
         )
 
     async def _send_all(self, messages: Sequence[OutgoingMessage]) -> list[AttemptResult]:
-        if not messages:
-            return []
+        """Each message to its channel's provider: a batch provider takes its share in one
+        call, a remote one gets one call per message, `concurrency` at a time."""
+        by_provider: dict[str, list[int]] = {}
+        for index, message in enumerate(messages):
+            by_provider.setdefault(message.channel, []).append(index)
+        results: list[AttemptResult | None] = [None] * len(messages)
+        remote = [c for c in by_provider if not isinstance(self.providers[c], BatchProvider)]
+        client = httpx.AsyncClient(verify=self._tls_context()) if remote else None
+        try:
+
+            async def share(channel: str, indexes: list[int]) -> None:
+                provider = self.providers[channel]
+                mine = [messages[i] for i in indexes]
+                if isinstance(provider, BatchProvider):
+                    answers = await self._send_batch(provider, mine)
+                else:
+                    assert client is not None
+                    answers = await self._send_each(provider, client, mine)
+                for i, answer in zip(indexes, answers, strict=True):
+                    results[i] = answer
+                    PROVIDER_CALLS.labels(answer.provider, answer.outcome).inc()
+
+            await asyncio.gather(*(share(c, ix) for c, ix in by_provider.items()))
+        finally:
+            if client is not None:
+                await client.aclose()
+        return [r for r in results if r is not None]
+
+    def _tls_context(self) -> Any:
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        return self._tls
+
+    @staticmethod
+    async def _send_batch(
+        provider: BatchProvider, messages: Sequence[OutgoingMessage]
+    ) -> list[AttemptResult]:
+        try:
+            return await provider.send_batch(messages)
+        except Exception as exc:  # a provider bug must not sink the transaction
+            log.exception("provider %s raised", provider.name)
+            failed = AttemptResult("transient", provider.name, error=repr(exc)[:200])
+            return [failed] * len(messages)
+
+    async def _send_each(
+        self, provider: Provider, client: httpx.AsyncClient, messages: Sequence[OutgoingMessage]
+    ) -> list[AttemptResult]:
         limit = asyncio.Semaphore(self.concurrency)
-        async with httpx.AsyncClient() as client:
 
-            async def one(message: OutgoingMessage) -> AttemptResult:
-                provider = self.providers[message.channel]
-                async with limit:
-                    try:
-                        result = await provider.send(client, message)
-                    except Exception as exc:  # a provider bug must not sink the batch
-                        log.exception("provider %s raised", provider.name)
-                        result = AttemptResult("transient", provider.name, error=repr(exc)[:200])
-                PROVIDER_CALLS.labels(result.provider, result.outcome).inc()
-                return result
+        async def one(message: OutgoingMessage) -> AttemptResult:
+            async with limit:
+                try:
+                    return await provider.send(client, message)
+                except Exception as exc:  # a provider bug must not sink the transaction
+                    log.exception("provider %s raised", provider.name)
+                    return AttemptResult("transient", provider.name, error=repr(exc)[:200])
 
-            return list(await asyncio.gather(*(one(m) for m in messages)))
+        return list(await asyncio.gather(*(one(m) for m in messages)))
 
-    async def _after(
-        self,
-        tx: Tx,
-        row: Any,
-        contact: Contact,
-        message: OutgoingMessage,
-        result: AttemptResult,
-        writes: _RoundWrites,
-    ) -> None:
+    def _after(self, tx: Tx, sending: _Outgoing, result: AttemptResult, writes: _Writes) -> None:
+        row, contact, message = sending.row, sending.contact, sending.message
         finished = self.clock.now()
         attempt = row.attempts + 1
         channel_attempts = (row.channel_attempts if row.channel == message.channel else 0) + 1
@@ -277,7 +386,7 @@ class DeliverNotifications:
                     "provider": result.provider,
                     "provider_message_id": result.provider_message_id,
                     "status": result.outcome,
-                    "raw": result.receipt,
+                    "raw": result.receipt or {},
                     "received_at": finished,
                 }
             )
@@ -291,117 +400,38 @@ class DeliverNotifications:
             policy=self.policy,
         )
         state: dict[str, Any] = {
-            "notification_id": row.notification_id,
             "attempts": attempt,
             "channel": message.channel,
             "channel_attempts": channel_attempts,
             "address": message.address,
             "language": contact.language,
             "body": message.body,
-            "updated_at": tx.now,
         }
         if isinstance(step, Delivered):
-            state |= {"status": "sent", "reason": None, "sent_at": finished}
-            writes.sent.append(state)
+            writes.state(row, **state, status="sent", reason=None, sent_at=finished)
             emit_status(tx, row, "sent", None, message.channel)
         elif isinstance(step, Retry):
-            state |= {"reason": f"retrying: {result.error}", "timer_seq": row.timer_seq + 1}
-            await store.update_notifications(tx.session, [state])
-            await schedule_delivery(tx, row.notification_id, row.timer_seq + 1, tx.now + step.after)
+            writes.again(row, tx.now + step.after, **state, reason=f"retrying: {result.error}")
         elif isinstance(step, Fallback):
             state |= {
                 "exhausted_channels": sorted(exhausted | {message.channel}),
                 "channel_attempts": 0,
                 "reason": f"falling back to {step.channel}: {result.error}",
-                "timer_seq": row.timer_seq + 1,
             }
-            await store.update_notifications(tx.session, [state])
-            await schedule_delivery(tx, row.notification_id, row.timer_seq + 1, tx.now)
+            writes.again(row, tx.now, **state)
         else:
             assert isinstance(step, GiveUp)
-            await store.update_notifications(tx.session, [state])
-            await self._give_up(tx, row, step.alert_kind, step.reason, message.channel)
+            writes.state(row, **state, status="failed", reason=step.reason)
+            self._alert(tx, row, step.alert_kind, step.reason, message.channel)
 
-    async def _reschedule_many(self, tx: Tx, rows: Sequence[Any], due_at: Any) -> None:
-        """`_reschedule` for many rows in two statements (a round's overflow can be large)."""
-        if not rows:
-            return
-        await store.update_notifications(
-            tx.session,
-            [
-                {
-                    "notification_id": r.notification_id,
-                    "timer_seq": r.timer_seq + 1,
-                    "updated_at": tx.now,
-                }
-                for r in rows
-            ],
-        )
-        await tx.schedule_many(
-            DELIVER,
-            [
-                (
-                    delivery_key(r.notification_id, r.timer_seq + 1),
-                    due_at,
-                    {"notification_id": r.notification_id},
-                )
-                for r in rows
-            ],
-        )
-
-    async def _reschedule(self, tx: Tx, row: Any, due_at: Any) -> None:
-        seq = row.timer_seq + 1
-        await store.update_notifications(
-            tx.session,
-            [{"notification_id": row.notification_id, "timer_seq": seq, "updated_at": tx.now}],
-        )
-        await schedule_delivery(tx, row.notification_id, seq, due_at)
-
-    async def _defer(self, tx: Tx, row: Any, decision: Defer) -> None:
-        seq = row.timer_seq + 1
-        await store.update_notifications(
-            tx.session,
-            [
-                {
-                    "notification_id": row.notification_id,
-                    "timer_seq": seq,
-                    "deliver_after": decision.until,
-                    "reason": decision.reason,
-                    "updated_at": tx.now,
-                }
-            ],
-        )
-        await schedule_delivery(tx, row.notification_id, seq, decision.until)
-        emit_status(tx, row, "queued", decision.reason)
-
-    async def _finish(self, tx: Tx, row: Any, status: str, reason: str) -> None:
-        await store.update_notifications(
-            tx.session,
-            [
-                {
-                    "notification_id": row.notification_id,
-                    "status": status,
-                    "reason": reason,
-                    "updated_at": tx.now,
-                }
-            ],
-        )
+    @staticmethod
+    def _finish(tx: Tx, row: Any, status: str, reason: str, writes: _Writes) -> None:
+        writes.state(row, status=status, reason=reason)
         emit_status(tx, row, status, reason, row.channel)
 
-    async def _give_up(
-        self, tx: Tx, row: Any, alert_kind: str, reason: str, channel: str | None
-    ) -> None:
-        await store.update_notifications(
-            tx.session,
-            [
-                {
-                    "notification_id": row.notification_id,
-                    "status": "failed",
-                    "reason": reason,
-                    "updated_at": tx.now,
-                }
-            ],
-        )
+    @staticmethod
+    def _alert(tx: Tx, row: Any, alert_kind: str, reason: str, channel: str | None) -> None:
+        """The message failed for good: say so on the bus and raise an ops alert."""
         emit_status(tx, row, "failed", reason, channel)
         emit_alert(
             tx,

@@ -86,14 +86,8 @@ def emit_alert(tx: Tx, kind: str, message: str, severity: str = "warning", **det
     )
 
 
-async def schedule_delivery(tx: Tx, notification_id: str, seq: int, due_at: Any) -> None:
-    """A fresh timer per round: a fired timer row is the record that it fired."""
-    await tx.schedule(
-        DELIVER, delivery_key(notification_id, seq), due_at, {"notification_id": notification_id}
-    )
-
-
 def delivery_key(notification_id: str, seq: int) -> str:
+    """A fresh timer per delivery round (seq): a fired timer row is the record that it fired."""
     return f"{notification_id}:{seq}"
 
 
@@ -205,15 +199,10 @@ async def record_notifications(tx: Tx, events: list[Envelope[Any]]) -> None:
     inserted = await store.insert_notifications(tx.session, rows)
     for row in inserted:
         emit_status(tx, row, "queued", None, causation=causes[row.source_event_id])
-    await store.schedule_deliveries(
-        tx.session,
+    await tx.schedule_many(
+        DELIVER,
         [
-            (
-                DELIVER,
-                delivery_key(r.notification_id, 0),
-                tx.now,
-                {"notification_id": r.notification_id},
-            )
+            (delivery_key(r.notification_id, 0), tx.now, {"notification_id": r.notification_id})
             for r in inserted
         ],
     )

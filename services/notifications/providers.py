@@ -2,7 +2,8 @@
 
 Each `send` answers an AttemptResult: `delivered`, `transient` (timeout, 5xx, throttled —
 worth retrying) or `permanent` (invalid recipient, other 4xx — retrying cannot help).
-Providers never raise for what the far side answers.
+Providers never raise for what the far side answers. A provider that can take a whole
+round at once (the sandbox: one statement) is a `BatchProvider` as well.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,6 +47,17 @@ class Provider(Protocol):
 
     async def send(self, client: httpx.AsyncClient, message: OutgoingMessage) -> AttemptResult:
         """Deliver `message`; never raises for what the far side answers."""
+        ...
+
+
+@runtime_checkable
+class BatchProvider(Protocol):
+    """A provider that delivers many messages in one go, answering one result per message."""
+
+    name: str
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[AttemptResult]:
+        """Deliver `messages`; results in the same order."""
         ...
 
 
@@ -266,7 +278,11 @@ class WeChatOfficialAccount:
 
 
 class Sandbox:
-    """Dev default: 'delivers' by recording the message in the schema (sandbox_messages)."""
+    """Dev default: 'delivers' by recording messages in the schema (sandbox_messages).
+
+    Like a real provider it commits on its own, outside the delivery transaction; a batch
+    is recorded in one statement and one transaction.
+    """
 
     name = "sandbox"
 
@@ -275,23 +291,42 @@ class Sandbox:
         self._clock = clock
 
     async def send(self, client: httpx.AsyncClient, message: OutgoingMessage) -> AttemptResult:
+        [result] = await self.send_batch([message])
+        return result
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[AttemptResult]:
+        accepted = [m for m in messages if self._refusal(m) is None]
+        if accepted:
+            delivered_at = self._clock.now()
+            async with self._sessions() as session, session.begin():
+                await store.record_sandbox_messages(
+                    session,
+                    [
+                        {
+                            "notification_id": m.notification_id,
+                            "channel": m.channel,
+                            "address": m.address,
+                            "body": m.body,
+                            "delivered_at": delivered_at,
+                        }
+                        for m in accepted
+                    ],
+                )
+        return [self._result(m) for m in messages]
+
+    @staticmethod
+    def _refusal(message: OutgoingMessage) -> str | None:
         if message.channel == "sms" and not E164.match(message.address):
-            return AttemptResult("permanent", self.name, error="invalid recipient: not E.164")
-        async with self._sessions() as session, session.begin():
-            await store.record_sandbox_message(
-                session,
-                {
-                    "notification_id": message.notification_id,
-                    "channel": message.channel,
-                    "address": message.address,
-                    "body": message.body,
-                    "delivered_at": self._clock.now(),
-                },
-            )
-        receipt = {"status": "delivered", "sandbox": True}
+            return "invalid recipient: not E.164"
+        return None
+
+    def _result(self, message: OutgoingMessage) -> AttemptResult:
+        refusal = self._refusal(message)
+        if refusal is not None:
+            return AttemptResult("permanent", self.name, error=refusal)
         return AttemptResult(
             "delivered",
             self.name,
             provider_message_id=f"sandbox-{message.notification_id}",
-            receipt=receipt,
+            receipt={"status": "delivered", "sandbox": True},
         )

@@ -38,10 +38,13 @@ class NotificationsSettings(StewardSettings):
         default=5, ge=0, description="Non-urgent messages per customer per Asia/Shanghai day"
     )
     notifications_delivery_concurrency: int = Field(
-        default=16, ge=1, description="Provider calls in flight at once"
+        default=16, ge=1, description="Calls in flight at once to each remote provider"
     )
     notifications_delivery_round: int = Field(
-        default=64, ge=1, description="Messages one delivery round (one transaction) sends at most"
+        default=64,
+        ge=1,
+        description="Messages one delivery round sends; a transaction starts a further round "
+        "only within one provider timeout",
     )
     notifications_unknown_recipient_grace_seconds: float = Field(
         default=300.0,

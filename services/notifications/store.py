@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -18,17 +20,21 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    TextClause,
     UniqueConstraint,
+    any_,
     bindparam,
+    cast,
     func,
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.tables import timers
+from shared.bulk import bulk_insert
 
 metadata = MetaData()
 
@@ -230,30 +236,38 @@ async def upsert_duty_contacts(session: AsyncSession, rows: Sequence[dict[str, A
     )
 
 
+def _any_of(ids: Iterable[str]) -> Any:
+    """`= ANY(:ids)` with one text[] parameter: the same prepared statement for any count
+    (an IN list is a new statement, prepared anew, for every distinct length)."""
+    return any_(cast(bindparam("ids", sorted(set(ids)), type_=ARRAY(Text)), ARRAY(Text)))
+
+
 async def customers_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, Any]:
-    wanted = sorted(set(ids))
+    wanted = set(ids)
     if not wanted:
         return {}
-    rows = await session.execute(select(customers).where(customers.c.customer_id.in_(wanted)))
+    rows = await session.execute(
+        select(customers).where(customers.c.customer_id == _any_of(wanted))
+    )
     return {r.customer_id: r for r in rows}
 
 
 async def staff_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, Any]:
-    wanted = sorted(set(ids))
+    wanted = set(ids)
     if not wanted:
         return {}
-    rows = await session.execute(select(staff).where(staff.c.employee_id.in_(wanted)))
+    rows = await session.execute(select(staff).where(staff.c.employee_id == _any_of(wanted)))
     return {r.employee_id: r for r in rows}
 
 
 async def duty_contacts_by_department(
     session: AsyncSession, departments: Iterable[str]
 ) -> dict[str, Any]:
-    wanted = sorted(set(departments))
+    wanted = set(departments)
     if not wanted:
         return {}
     rows = await session.execute(
-        select(duty_contacts).where(duty_contacts.c.department.in_(wanted))
+        select(duty_contacts).where(duty_contacts.c.department == _any_of(wanted))
     )
     return {r.department: r for r in rows}
 
@@ -289,27 +303,29 @@ async def save_template(session: AsyncSession, row: dict[str, Any]) -> Any:
 # --- notifications ---------------------------------------------------------------------
 
 
+# What the consumer needs back from a fresh notification (to announce it).
+_ANNOUNCED = (
+    "notification_id",
+    "source_event_id",
+    "recipient_kind",
+    "recipient_id",
+    "template",
+    "customer_id",
+)
+
+
 async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """Insert new notifications; the ones already recorded for (event, recipient,
-    template) are skipped. Returns the rows actually inserted."""
+    """Insert new notifications in one statement; the ones already recorded for (event,
+    recipient, template) are skipped. Returns the inserted rows' identifying columns."""
     if not rows:
         return []
-    stmt = (
-        pg_insert(notifications)
-        .values(list(rows))
-        .on_conflict_do_nothing(constraint="notifications_one_per_event_recipient_template")
-        .returning(*notifications.columns)
+    return await bulk_insert(
+        session,
+        notifications,
+        [row | {"variables": json.dumps(row["variables"])} for row in rows],
+        conflict=("source_event_id", "recipient_kind", "recipient_id", "template"),
+        returning=_ANNOUNCED,
     )
-    return list((await session.execute(stmt)).all())
-
-
-async def schedule_deliveries(
-    session: AsyncSession, due: Sequence[tuple[str, str, datetime, dict[str, Any]]]
-) -> None:
-    """Create many fresh durable timers (kind, key, due_at, payload) in one statement."""
-    if due:
-        rows = [{"kind": k, "key": key, "due_at": at, "payload": p} for k, key, at, p in due]
-        await session.execute(pg_insert(timers).values(rows).on_conflict_do_nothing())
 
 
 async def lock_notifications(session: AsyncSession, ids: Sequence[str]) -> list[Any]:
@@ -318,50 +334,81 @@ async def lock_notifications(session: AsyncSession, ids: Sequence[str]) -> list[
         return []
     rows = await session.execute(
         select(notifications)
-        .where(notifications.c.notification_id.in_(list(ids)), notifications.c.status == "queued")
+        .where(notifications.c.notification_id == _any_of(ids), notifications.c.status == "queued")
         .order_by(notifications.c.created_at)
         .with_for_update()
     )
     return list(rows.all())
 
 
+_DIALECT = postgresql.dialect()
+
+
+@cache
+def _update_from_arrays(columns: tuple[str, ...]) -> TextClause:
+    """`UPDATE notifications … FROM unnest(one array per column)`: one prepared statement
+    writes any number of rows."""
+    arrays = ", ".join(
+        f"CAST(:{c} AS {notifications.c[c].type.compile(dialect=_DIALECT)}[])"
+        for c in ("notification_id", *columns)
+    )
+    sets = ", ".join(f"{c} = u.{c}" for c in columns)
+    return text(
+        f"UPDATE notifications AS n SET {sets} "
+        f"FROM unnest({arrays}) AS u(notification_id, {', '.join(columns)}) "
+        "WHERE n.notification_id = u.notification_id"
+    )
+
+
 async def update_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Write each notification's new state (one prepared UPDATE per distinct column set,
-    executed for all its rows at once)."""
+    """Write each notification's new state: one statement per distinct column set, for all
+    its rows at once. A notification appears at most once in `rows`."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         columns = tuple(k for k in row if k != "notification_id")
         groups.setdefault(columns, []).append(row)
     for columns, group in groups.items():
-        stmt = (
-            notifications.update()
-            .where(notifications.c.notification_id == bindparam("_notification_id"))
-            .values({c: bindparam(f"_{c}") for c in columns})
-        )
-        await session.execute(stmt, [{f"_{k}": v for k, v in row.items()} for row in group])
+        if any(isinstance(notifications.c[c].type, ARRAY) for c in columns):
+            # unnest() flattens an array of arrays: a prepared UPDATE executed per row.
+            stmt = (
+                notifications.update()
+                .where(notifications.c.notification_id == bindparam("_notification_id"))
+                .values({c: bindparam(f"_{c}") for c in columns})
+            )
+            await session.execute(stmt, [{f"_{k}": v for k, v in row.items()} for row in group])
+            continue
+        params = {c: [row[c] for row in group] for c in ("notification_id", *columns)}
+        await session.execute(_update_from_arrays(columns), params)
 
 
 async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(pg_insert(attempts), list(rows))
+    await bulk_insert(session, attempts, rows)
 
 
 async def record_receipts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(pg_insert(receipts), list(rows))
+    await bulk_insert(session, receipts, [row | {"raw": json.dumps(row["raw"])} for row in rows])
 
 
-async def take_daily_slot(session: AsyncSession, customer_id: str, day: date, cap: int) -> bool:
-    """Atomically count one more non-urgent message for the day; False when the cap is hit."""
-    stmt = pg_insert(daily_counts).values(customer_id=customer_id, day=day, sent=1)
+_TAKE_SLOTS = text(
+    "INSERT INTO daily_counts (customer_id, day, sent) "
+    "SELECT customer_id, CAST(:day AS DATE), 1 FROM unnest(CAST(:customers AS TEXT[])) "
+    "AS u(customer_id) "
+    "ON CONFLICT (customer_id, day) DO UPDATE SET sent = daily_counts.sent + 1 "
+    "WHERE daily_counts.sent < :cap RETURNING customer_id"
+)
+
+
+async def take_daily_slots(
+    session: AsyncSession, customer_ids: Sequence[str], day: date, cap: int
+) -> set[str]:
+    """Atomically count one more non-urgent message for the day for each of the (distinct)
+    customers; answers those who got a slot (the others are at the cap)."""
+    if cap <= 0 or not customer_ids:
+        return set()
     taken = await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[daily_counts.c.customer_id, daily_counts.c.day],
-            set_={"sent": daily_counts.c.sent + 1},
-            where=daily_counts.c.sent < cap,
-        ).returning(daily_counts.c.sent)
+        _TAKE_SLOTS, {"customers": list(customer_ids), "day": day, "cap": cap}
     )
-    return cap > 0 and taken.first() is not None
+    return {r.customer_id for r in taken}
 
 
 async def list_notifications(
@@ -404,8 +451,8 @@ async def receipts_of(session: AsyncSession, notification_id: str) -> Sequence[A
     ).all()
 
 
-async def record_sandbox_message(session: AsyncSession, row: dict[str, Any]) -> None:
-    await session.execute(pg_insert(sandbox_messages).values(row))
+async def record_sandbox_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    await bulk_insert(session, sandbox_messages, rows)
 
 
 async def sandbox_messages_to(session: AsyncSession, address: str | None) -> Sequence[Any]:
