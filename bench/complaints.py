@@ -203,7 +203,7 @@ def _seed_rows(count: int, now: datetime) -> tuple[list[str], list[tuple[Any, ..
         row["complaint_ref"] = f"BENCH-{run}-{n}"
         row["customer_id"] = f"CS{run}-{n:07d}"
         row["document"] = json.dumps(
-            template["document"]
+            json.loads(template["document"])
             | {k: row[k] for k in ("complaint_id", "complaint_ref", "customer_id")}
         )
         complaints.append(tuple(row[c] for c in columns))

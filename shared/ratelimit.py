@@ -11,8 +11,16 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, PrimaryKeyConstraint, Table, Text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 rate_limit_metadata = MetaData()
@@ -53,16 +61,27 @@ def window_start(now: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp(math.floor(epoch / seconds) * seconds, UTC)
 
 
+# Counts one use of (:bucket, :window_start) and returns the count. A service may embed
+# it as a CTE in a larger statement (one round trip) and pass the count to `check`.
+USE_SQL = (
+    "INSERT INTO rate_limits (bucket, window_start, count) VALUES (:bucket, :window_start, 1) "
+    "ON CONFLICT ON CONSTRAINT rate_limits_pkey DO UPDATE SET count = rate_limits.count + 1 "
+    "RETURNING count"
+)
+_USE = text(USE_SQL)  # built and compiled once, prepared once per connection
+
+
 async def use(session: AsyncSession, bucket: str, rule: RateLimit, now: datetime) -> int:
     """Count one use of `bucket`; raise RateLimited past the limit. Returns the count."""
     start = window_start(now, rule.window)
-    stmt = pg_insert(rate_limits).values(bucket=bucket, window_start=start, count=1)
-    count = await session.scalar(
-        stmt.on_conflict_do_update(
-            constraint="rate_limits_pkey", set_={"count": rate_limits.c.count + 1}
-        ).returning(rate_limits.c.count)
-    )
-    if int(count or 0) > rule.limit:
+    count = await session.scalar(_USE, {"bucket": bucket, "window_start": start})
+    return check(bucket, rule, now, int(count or 0))
+
+
+def check(bucket: str, rule: RateLimit, now: datetime, count: int) -> int:
+    """Raise RateLimited if `count` uses (counted by USE_SQL) exceed the limit; else `count`."""
+    if count > rule.limit:
+        start = window_start(now, rule.window)
         retry_after = math.ceil((start + rule.window - now).total_seconds())
         raise RateLimited(bucket, rule, max(retry_after, 1))
-    return int(count or 0)
+    return count

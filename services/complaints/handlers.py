@@ -45,7 +45,7 @@ from shared.contracts.topics import (
     SLA_WARNING,
 )
 from shared.messaging.consumer import RejectedEvent
-from shared.ratelimit import RateLimit
+from shared.ratelimit import RateLimit, window_start
 from shared.timers import DueTimer
 from shared.unit_of_work import Tx
 
@@ -133,17 +133,26 @@ async def file_complaints(
     tx: Tx,
     filings: Sequence[tuple[Filing, Envelope[Any] | None, str]],
     policy: ComplaintPolicy,
+    *,
+    limit: tuple[str, RateLimit] | None = None,
 ) -> list[Complaint | DuplicateComplaintRef]:
-    """File new complaints (filing, causing event, new id); a known complaint_ref is a duplicate."""
+    """File new complaints (filing, causing event, new id); a known complaint_ref is a duplicate.
+
+    `limit` = (bucket, rule) counts one use of that rate-limit bucket first (RateLimited past it).
+    """
     if not filings:
         return []
-    existing = await store.ids_by_ref(tx.session, (f.complaint_ref for f, _, _ in filings))
-    customers = [f.customer_id for f, _, _ in filings]
-    tiers = await store.tiers_of(tx.session, customers)
-    since = store.since_for_repeats(
-        (f.received_at for f, _, _ in filings), policy.repeat_window_days
+    count_use = None if limit is None else (limit[0], window_start(tx.now, limit[1].window))
+    context = await store.filing_context(
+        tx.session,
+        (f.complaint_ref for f, _, _ in filings),
+        (f.customer_id for f, _, _ in filings),
+        store.since_for_repeats((f.received_at for f, _, _ in filings), policy.repeat_window_days),
+        count_use=count_use,
     )
-    earlier: list[PastComplaint] = await store.past_complaints(tx.session, customers, since)
+    if limit is not None:
+        ratelimit.check(limit[0], limit[1], tx.now, context.rate_limit_count)
+    existing, tiers, earlier = context.ids_by_ref, context.tiers, context.past
     results: list[Complaint | DuplicateComplaintRef] = []
     filed: list[Complaint] = []
     timers: list[TimerInstruction] = []
@@ -204,9 +213,8 @@ async def file_from_api(
             if earlier is None:
                 raise ComplaintNotFound(earlier_id)
             return earlier, True
-    if limit is not None:
-        await ratelimit.use(tx.session, f"complaint-filing:{filing.customer_id}", limit, tx.now)
-    [result] = await file_complaints(tx, [(filing, None, complaint_id)], policy)
+    bucket = None if limit is None else (f"complaint-filing:{filing.customer_id}", limit)
+    [result] = await file_complaints(tx, [(filing, None, complaint_id)], policy, limit=bucket)
     if isinstance(result, DuplicateComplaintRef):
         raise result
     return result, False

@@ -7,6 +7,7 @@ aggregate as a JSONB document (trail, clocks, callbacks, compensation).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    cast,
     or_,
     select,
     text,
@@ -30,6 +32,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.domain import OPEN, Complaint, PastComplaint
+from shared import ratelimit
+from shared.bulk import bulk_insert
 from shared.contracts.events import Tier
 
 metadata = MetaData()
@@ -111,86 +115,114 @@ def _row(c: Complaint, now: datetime) -> dict[str, Any]:
         "is_repeat": c.is_repeat,
         "flagged_for_review": c.flagged_for_review,
         "escalation_level": c.escalation_level,
-        "document": _document.dump_python(c, mode="json"),
+        "document": _document.dump_json(c).decode(),
         "updated_at": now,
     }
 
 
-def _complaint(document: dict[str, Any]) -> Complaint:
-    return _document.validate_python(document)
+def _complaint(document: str) -> Complaint:
+    return _document.validate_json(document)
+
+
+_SAVED = tuple(c.name for c in complaints.columns if c.name != "complaint_id")
 
 
 async def save(session: AsyncSession, items: Sequence[Complaint], now: datetime) -> None:
-    """Insert or replace the given complaints in one statement."""
-    if not items:
-        return
-    stmt = pg_insert(complaints).values([_row(c, now) for c in items])
-    columns = [c.name for c in complaints.columns if c.name not in ("complaint_id",)]
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[complaints.c.complaint_id],
-            set_={name: stmt.excluded[name] for name in columns},
+    """Insert or replace the given complaints in one prepared statement."""
+    if items:
+        await bulk_insert(
+            session,
+            complaints,
+            [_row(c, now) for c in items],
+            conflict=("complaint_id",),
+            update=_SAVED,
         )
-    )
+
+
+# The document travels as JSON text: pydantic parses it in one pass (no json.loads first).
+_LOAD_FOR_UPDATE = text(
+    "SELECT document::text FROM complaints WHERE complaint_id = ANY(CAST(:ids AS text[])) "
+    "ORDER BY complaint_id FOR UPDATE"
+)
+_GET = text("SELECT document::text FROM complaints WHERE complaint_id = :complaint_id")
 
 
 async def load_for_update(session: AsyncSession, ids: Iterable[str]) -> dict[str, Complaint]:
-    """The complaints with these ids, row-locked for the transaction."""
+    """The complaints with these ids, row-locked for the transaction (in id order)."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(complaints.c.document)
-        .where(complaints.c.complaint_id.in_(wanted))
-        .order_by(complaints.c.complaint_id)
-        .with_for_update()
-    )
+    rows = await session.execute(_LOAD_FOR_UPDATE, {"ids": wanted})
     loaded = [_complaint(doc) for (doc,) in rows]
     return {c.complaint_id: c for c in loaded}
 
 
 async def get(session: AsyncSession, complaint_id: str) -> Complaint | None:
-    row = await session.scalar(
-        select(complaints.c.document).where(complaints.c.complaint_id == complaint_id)
-    )
+    row = await session.scalar(_GET, {"complaint_id": complaint_id})
     return None if row is None else _complaint(row)
 
 
-async def ids_by_ref(session: AsyncSession, refs: Iterable[str]) -> dict[str, str]:
-    """complaint_ref → complaint_id for the refs already filed."""
-    wanted = sorted(set(refs))
-    if not wanted:
-        return {}
+@dataclass
+class FilingContext:
+    """What filing needs to know beforehand: refs already filed, tiers, recent complaints."""
+
+    ids_by_ref: dict[str, str]
+    tiers: dict[str, Tier]
+    past: list[PastComplaint]
+    rate_limit_count: int = 0
+
+
+# One round trip for the three lookups of a filing batch: (kind, a, b, received_at, uses).
+_LOOKUPS = """
+SELECT 'ref', complaint_ref, complaint_id, NULL::timestamptz, NULL::int
+FROM complaints WHERE complaint_ref = ANY(CAST(:refs AS text[]))
+UNION ALL
+SELECT 'tier', customer_id, tier, NULL::timestamptz, NULL::int
+FROM customer_tiers WHERE customer_id = ANY(CAST(:customers AS text[]))
+UNION ALL
+SELECT 'past', customer_id, category, received_at, NULL::int
+FROM complaints
+WHERE customer_id = ANY(CAST(:customers AS text[])) AND received_at >= :since
+"""
+_FILING_CONTEXT = text(_LOOKUPS)
+# The same, also counting one use of a rate-limit bucket (:bucket, :window_start).
+_FILING_CONTEXT_COUNTED = text(
+    f"WITH used AS ({ratelimit.USE_SQL})\n"
+    f"SELECT 'uses', NULL, NULL, NULL::timestamptz, count FROM used\nUNION ALL{_LOOKUPS}"
+)
+
+
+async def filing_context(
+    session: AsyncSession,
+    refs: Iterable[str],
+    customer_ids: Iterable[str],
+    since: datetime,
+    *,
+    count_use: tuple[str, datetime] | None = None,
+) -> FilingContext:
+    """Refs already filed (ref → id), customers' latest tiers, their complaints since `since`;
+    with `count_use` = (bucket, window start), also counts one use of that rate-limit bucket."""
+    params: dict[str, Any] = {
+        "refs": sorted(set(refs)),
+        "customers": sorted(set(customer_ids)),
+        "since": since,
+    }
+    if count_use is not None:
+        params["bucket"], params["window_start"] = count_use
     rows = await session.execute(
-        select(complaints.c.complaint_ref, complaints.c.complaint_id).where(
-            complaints.c.complaint_ref.in_(wanted)
-        )
+        _FILING_CONTEXT if count_use is None else _FILING_CONTEXT_COUNTED, params
     )
-    return {ref: cid for ref, cid in rows}
-
-
-async def past_complaints(
-    session: AsyncSession, customer_ids: Iterable[str], since: datetime
-) -> list[PastComplaint]:
-    """Complaints of these customers received since `since` (repeat detection)."""
-    wanted = sorted(set(customer_ids))
-    rows = await session.execute(
-        select(complaints.c.customer_id, complaints.c.category, complaints.c.received_at).where(
-            complaints.c.customer_id.in_(wanted), complaints.c.received_at >= since
-        )
-    )
-    return [PastComplaint(r.customer_id, r.category, r.received_at) for r in rows]
-
-
-async def tiers_of(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, Tier]:
-    """The latest known tier of each customer (read model of tiering.tier-changed.v1)."""
-    wanted = sorted(set(customer_ids))
-    rows = await session.execute(
-        select(customer_tiers.c.customer_id, customer_tiers.c.tier).where(
-            customer_tiers.c.customer_id.in_(wanted)
-        )
-    )
-    return {cid: tier for cid, tier in rows}
+    context = FilingContext({}, {}, [])
+    for kind, a, b, received_at, uses in rows:
+        if kind == "ref":
+            context.ids_by_ref[a] = b
+        elif kind == "tier":
+            context.tiers[a] = b
+        elif kind == "past":
+            context.past.append(PastComplaint(a, b, received_at))
+        else:
+            context.rate_limit_count = int(uses)
+    return context
 
 
 async def save_tiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -253,7 +285,11 @@ async def search(
     limit: int = 200,
 ) -> list[Complaint]:
     """Complaints matching the filters, newest first."""
-    query = select(complaints.c.document).order_by(complaints.c.received_at.desc()).limit(limit)
+    query = (
+        select(cast(complaints.c.document, Text))
+        .order_by(complaints.c.received_at.desc())
+        .limit(limit)
+    )
     for column, value in (
         (complaints.c.customer_id, customer_id),
         (complaints.c.status, status),
