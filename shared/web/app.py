@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.clock import DevClock
 from shared.logs import correlation_id
@@ -20,7 +22,33 @@ from shared.web.auth import CurrentAdmin, TokenVerifier
 from shared.web.errors import ApiError, install_error_handlers
 
 
-def runtime(request: Request) -> Runtime:
+class Correlate:
+    """Tags each request with a correlation id (the caller's `x-correlation-id` or a new
+    one) for the logs and echoes it on the response. Plain ASGI: a `BaseHTTPMiddleware`
+    costs an extra task and stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = Headers(scope=scope).get("x-correlation-id") or uuid.uuid4().hex
+
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["x-correlation-id"] = cid
+            await send(message)
+
+        token = correlation_id.set(cid)
+        try:
+            await self.app(scope, receive, send_tagged)
+        finally:
+            correlation_id.reset(token)
+
+
+async def runtime(request: Request) -> Runtime:
     """The running service's composition root (503 while it is not started)."""
     rt = getattr(request.app.state, "runtime", None)
     if rt is None:
@@ -94,19 +122,7 @@ def create_app(
     app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def correlate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        cid = request.headers.get("x-correlation-id") or uuid.uuid4().hex
-        token = correlation_id.set(cid)
-        try:
-            response = await call_next(request)
-        finally:
-            correlation_id.reset(token)
-        response.headers["x-correlation-id"] = cid
-        return response
-
+    app.add_middleware(Correlate)
     app.include_router(_platform_routes(settings.is_dev))
     for router in spec.routers:
         app.include_router(router)

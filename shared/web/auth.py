@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.settings import StewardSettings
@@ -15,6 +17,7 @@ from shared.web.errors import ApiError
 
 Role = Literal["customer", "staff", "ops", "admin"]
 ROLES: tuple[Role, ...] = ("customer", "staff", "ops", "admin")
+_VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,26 @@ class TokenVerifier:
         self._jwks = (
             jwt.PyJWKClient(settings.steward_jwks_url) if settings.steward_jwks_url else None
         )
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token → (principal, exp)
+
+    @property
+    def may_block(self) -> bool:
+        """Verifying may fetch the JWKS over the network (run it off the event loop)."""
+        return self._algorithm == "RS256" and self._jwks is not None
 
     def verify(self, token: str) -> Principal:
+        """The principal of a valid token; tokens verified before are remembered until expiry."""
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        principal, expires = self._verify(token)
+        if not self.may_block:  # a JWKS key can be withdrawn: RS256 is checked every time
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             key: Any = (
                 self._jwks.get_signing_key_from_jwt(token).key
@@ -63,7 +84,7 @@ class TokenVerifier:
             raise ApiError(401, "invalid_token", "customer token without customer_id")
         if role == "staff" and not claims.get("employee_id"):
             raise ApiError(401, "invalid_token", "staff token without employee_id")
-        return Principal(
+        principal = Principal(
             role=role,
             subject=str(claims["sub"]),
             customer_id=claims.get("customer_id"),
@@ -71,6 +92,7 @@ class TokenVerifier:
             department=claims.get("department"),
             permissions=frozenset(claims.get("permissions") or ()),
         )
+        return principal, float(claims["exp"])
 
 
 def mint_token(
@@ -106,7 +128,7 @@ def mint_token(
 _bearer = HTTPBearer(auto_error=False)
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -114,6 +136,8 @@ def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "missing_token", "Authorization: Bearer <JWT> is required")
     verifier: TokenVerifier = request.app.state.token_verifier
+    if verifier.may_block:
+        return await run_in_threadpool(verifier.verify, credentials.credentials)
     return verifier.verify(credentials.credentials)
 
 
@@ -123,7 +147,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def require_role(*roles: Role) -> Any:
     """A dependency admitting only the given roles (403 for the others)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
             raise ApiError(403, "forbidden", f"role {principal.role!r} may not do this")
         return principal
@@ -144,7 +168,7 @@ def authorize_customer(principal: Principal, customer_id: str) -> None:
         raise ApiError(403, "forbidden", "a customer may only access their own data")
 
 
-def _accessible_customer(customer_id: str, principal: CurrentPrincipal) -> str:
+async def _accessible_customer(customer_id: str, principal: CurrentPrincipal) -> str:
     authorize_customer(principal, customer_id)
     return customer_id
 
