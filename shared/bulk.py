@@ -1,17 +1,18 @@
-"""Set-based writes: one prepared `INSERT … SELECT FROM unnest(arrays)` per table and shape.
+"""Set-based SQL: one prepared `INSERT … SELECT FROM unnest(arrays)` per table and shape,
+and `column = ANY(array)` filters.
 
-A multi-row VALUES statement is compiled and prepared anew for every batch size; an unnest
-statement takes one array per column, so Postgres prepares it once and a batch of any size
-is a single round trip.
+A multi-row VALUES statement — like an `IN (…)` list — is compiled and prepared anew for
+every batch size; an array parameter keeps one statement text, so Postgres prepares it once
+and a batch of any size is a single round trip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, TextClause, text
+from sqlalchemy import ColumnElement, Table, TextClause, any_, literal, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,12 @@ _DIALECT = postgresql.dialect()
 
 def _array_type(table: Table, column: str) -> str:
     return f"{table.c[column].type.compile(dialect=_DIALECT)}[]"
+
+
+def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column = ANY(:array)`: an `IN` filter whose statement text does not depend on the
+    number of values (one cached prepared statement for batches of every size)."""
+    return column == any_(literal(list(values), postgresql.ARRAY(column.type)))
 
 
 @cache

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from shared.bulk import any_of
 from shared.clock import Clock, DevClock
 from shared.contracts.events import OpsAlert
 from shared.contracts.topics import OPS_ALERTS
@@ -111,7 +112,7 @@ class TimerWorker:
                 .where(
                     timers.c.fired_at.is_(None),
                     timers.c.due_at <= tx.now,
-                    timers.c.kind.in_(list(self._handlers)),
+                    any_of(timers.c.kind, self._handlers),
                 )
                 .order_by(timers.c.due_at, timers.c.id)
                 .limit(limit or self._batch_size)
@@ -128,9 +129,8 @@ class TimerWorker:
             await self._handlers[kind](tx, group)
             TIMERS_FIRED.labels(self.service, kind).inc(len(group))
         if due:
-            await tx.session.execute(
-                update(timers).where(timers.c.id.in_([t.id for t in due])).values(fired_at=tx.now)
-            )
+            fired = any_of(timers.c.id, (t.id for t in due))
+            await tx.session.execute(update(timers).where(fired).values(fired_at=tx.now))
 
     async def _fire_singly(self) -> int:
         fired = 0

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.domain import PROFILE_FIELDS, Profile
+from shared.bulk import any_of
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -140,7 +141,7 @@ async def lock_profiles(session: AsyncSession, customer_ids: Iterable[str]) -> d
         {"ids": ids},
     )
     rows = await session.execute(
-        select(profiles).where(profiles.c.customer_id.in_(ids)).with_for_update()
+        select(profiles).where(any_of(profiles.c.customer_id, ids)).with_for_update()
     )
     return {r.customer_id: _profile(r) for r in rows}
 
@@ -182,7 +183,7 @@ async def assignment_of(session: AsyncSession, customer_ids: Iterable[str]) -> d
             profiles.c.customer_id,
             profiles.c.relationship_manager_id,
             profiles.c.maintenance_team,
-        ).where(profiles.c.customer_id.in_(sorted(set(customer_ids))))
+        ).where(any_of(profiles.c.customer_id, sorted(set(customer_ids))))
     )
     return {r.customer_id: r for r in rows}
 
@@ -248,7 +249,7 @@ async def wealth_history(
     history: dict[str, tuple[dict[date, int], set[date]]] = {cid: ({}, set()) for cid in ids}
     rows = await session.execute(
         select(wealth_days).where(
-            wealth_days.c.customer_id.in_(ids), wealth_days.c.day.between(since, until)
+            any_of(wealth_days.c.customer_id, ids), wealth_days.c.day.between(since, until)
         )
     )
     for r in rows:
@@ -266,7 +267,7 @@ async def lock_browsing_alerts(
     """Day of each customer's last browsing callback, row-locked (one alert per span)."""
     rows = await session.execute(
         select(customer_signals.c.customer_id, customer_signals.c.browsing_alerted_on)
-        .where(customer_signals.c.customer_id.in_(sorted(set(customer_ids))))
+        .where(any_of(customer_signals.c.customer_id, sorted(set(customer_ids))))
         .with_for_update()
     )
     return {r.customer_id: r.browsing_alerted_on for r in rows}
@@ -315,7 +316,7 @@ async def record_complaints(session: AsyncSession, rows: Sequence[dict[str, Any]
 async def signals_of(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, Any]:
     rows = await session.execute(
         select(customer_signals).where(
-            customer_signals.c.customer_id.in_(sorted(set(customer_ids)))
+            any_of(customer_signals.c.customer_id, sorted(set(customer_ids)))
         )
     )
     return {r.customer_id: r for r in rows}
@@ -327,7 +328,7 @@ async def latest_complaints(
     """When each customer's most recent complaint was filed."""
     rows = await session.execute(
         select(complaints.c.customer_id, func.max(complaints.c.filed_at))
-        .where(complaints.c.customer_id.in_(sorted(set(customer_ids))))
+        .where(any_of(complaints.c.customer_id, sorted(set(customer_ids))))
         .group_by(complaints.c.customer_id)
     )
     return {cid: filed for cid, filed in rows}

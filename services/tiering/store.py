@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.domain import AccountBalance, CustomerBook, TierPolicy
-from shared.bulk import bulk_insert
+from shared.bulk import any_of, bulk_insert
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -139,7 +139,7 @@ async def load_books(
     books = {cid: CustomerBook(cid) for cid in ids}
     # Row locks: a rebalance may briefly give two consumers the same customer.
     rows = await session.execute(
-        select(accounts).where(accounts.c.customer_id.in_(ids)).with_for_update()
+        select(accounts).where(any_of(accounts.c.customer_id, ids)).with_for_update()
     )
     for r in rows:
         books[r.customer_id].accounts[r.account_id] = AccountBalance(
@@ -147,7 +147,7 @@ async def load_books(
         )
     tiers = await session.execute(
         select(customer_tiers.c.customer_id, customer_tiers.c.tier, customer_tiers.c.grace_until)
-        .where(customer_tiers.c.customer_id.in_(ids))
+        .where(any_of(customer_tiers.c.customer_id, ids))
         .with_for_update()
     )
     for cid, tier, grace_until in tiers:
@@ -162,11 +162,11 @@ async def _load_closing(session: AsyncSession, books: dict[str, CustomerBook], s
     """Closing totals from `since`, plus the last one before it (carried forward)."""
     ids = list(books)
     window = select(daily_totals).where(
-        daily_totals.c.customer_id.in_(ids), daily_totals.c.day >= since
+        any_of(daily_totals.c.customer_id, ids), daily_totals.c.day >= since
     )
     before = (
         select(daily_totals)
-        .where(daily_totals.c.customer_id.in_(ids), daily_totals.c.day < since)
+        .where(any_of(daily_totals.c.customer_id, ids), daily_totals.c.day < since)
         .distinct(daily_totals.c.customer_id)
         .order_by(daily_totals.c.customer_id, daily_totals.c.day.desc())
     )

@@ -19,6 +19,7 @@ import asyncpg
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.bulk import any_of
 from shared.db import asyncpg_dsn
 from shared.faults import backoff_seconds, is_transient
 from shared.messaging.producer import Producer
@@ -122,7 +123,7 @@ class OutboxRelay:
             await asyncio.gather(*acks)
             await session.execute(
                 update(outbox)
-                .where(outbox.c.id.in_([row.id for row in rows]))
+                .where(any_of(outbox.c.id, (row.id for row in rows)))
                 .values(sent_at=func.now())
             )
         for row in rows:
