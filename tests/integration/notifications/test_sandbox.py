@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
+from services.notifications import store
 from services.notifications.app import SPEC
+from services.notifications.providers import BatchProvider, OutgoingMessage
 from services.notifications.seed import load_seed
 from shared.contracts.topics import SLA_BREACHED
 from shared.testing.infra import Infrastructure
@@ -110,3 +114,28 @@ async def test_the_sandbox_refuses_a_malformed_mobile_as_an_invalid_recipient(
     [message] = await settled(sandboxed, "tier_upgrade_customer", customer_id=customer)
     assert message["status"] == "failed"
     assert "invalid recipient" in message["reason"]
+
+
+async def test_the_sandbox_records_a_batch_at_once_and_refuses_only_the_bad_address(sandboxed):
+    runtime = sandboxed.runtime
+    provider = runtime.state["providers"]["sms"]
+    assert isinstance(provider, BatchProvider)
+    good, bad = (
+        OutgoingMessage(str(uuid.uuid4()), "sms", address, "批量测试", "tpl")
+        for address in (f"+86138{uuid.uuid4().int % 10**8:08d}", "13800000000")
+    )
+
+    results = await provider.send_batch([good, bad])
+
+    assert [r.outcome for r in results] == ["delivered", "permanent"]
+    assert results[0].provider_message_id == f"sandbox-{good.notification_id}"
+    assert results[1].error == "invalid recipient: not E.164"
+    async with runtime.sessions() as session:
+        recorded = await session.execute(
+            select(store.sandbox_messages.c.notification_id, store.sandbox_messages.c.body).where(
+                store.sandbox_messages.c.notification_id.in_(
+                    [good.notification_id, bad.notification_id]
+                )
+            )
+        )
+        assert recorded.all() == [(good.notification_id, "批量测试")]
