@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.domain import PROFILE_FIELDS, Profile
-from shared.bulk import any_of
+from shared.bulk import any_of, bulk_insert
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -161,18 +162,18 @@ async def save_profiles(session: AsyncSession, changed: Sequence[Profile], now: 
         p.values
         | {
             "customer_id": p.customer_id,
-            "field_stamps": {k: v.isoformat() for k, v in p.stamps.items()},
+            "field_stamps": json.dumps({k: v.isoformat() for k, v in p.stamps.items()}),
             "created_at": now,
             "updated_at": now,
         }
         for p in changed
     ]
-    stmt = pg_insert(profiles).values(rows)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[profiles.c.customer_id],
-            set_={c: stmt.excluded[c] for c in (*PROFILE_FIELDS, "field_stamps", "updated_at")},
-        )
+    await bulk_insert(
+        session,
+        profiles,
+        rows,
+        conflict=("customer_id",),
+        update=(*PROFILE_FIELDS, "field_stamps", "updated_at"),
     )
 
 
@@ -195,8 +196,6 @@ async def add_signals(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
     """Add a batch's per-customer counts and latest times, in one upsert."""
     if not rows:
         return
-    stmt = pg_insert(customer_signals).values(list(rows))
-    t, x = customer_signals.c, stmt.excluded
     latest = (
         "last_transaction_at",
         "last_activity_at",
@@ -205,25 +204,24 @@ async def add_signals(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
         "last_complaint_at",
     )
     counts = ("logins", "product_views", "wealth_views", "purchases")
-    set_: dict[str, Any] = {c: func.greatest(t[c], x[c]) for c in latest}
-    set_ |= {c: t[c] + x[c] for c in counts}
-    await session.execute(stmt.on_conflict_do_update(index_elements=[t.customer_id], set_=set_))
+    sets = {c: f"greatest(customer_signals.{c}, excluded.{c})" for c in latest}
+    sets |= {c: f"customer_signals.{c} + excluded.{c}" for c in counts}
+    await bulk_insert(session, customer_signals, rows, conflict=("customer_id",), update_sql=sets)
 
 
 async def add_monthly_transactions(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Add a batch's transaction counts and turnover per customer and local month."""
     if not rows:
         return
-    stmt = pg_insert(monthly_transactions).values(list(rows))
-    t, x = monthly_transactions.c, stmt.excluded
-    await session.execute(
-        stmt.on_conflict_do_update(
-            constraint="monthly_transactions_pkey",
-            set_={
-                "transactions": t.transactions + x.transactions,
-                "turnover_cny": t.turnover_cny + x.turnover_cny,
-            },
-        )
+    await bulk_insert(
+        session,
+        monthly_transactions,
+        rows,
+        conflict=("customer_id", "month"),
+        update_sql={
+            "transactions": "monthly_transactions.transactions + excluded.transactions",
+            "turnover_cny": "monthly_transactions.turnover_cny + excluded.turnover_cny",
+        },
     )
 
 
@@ -231,13 +229,15 @@ async def add_wealth_days(session: AsyncSession, rows: Sequence[dict[str, Any]])
     """Add a batch's wealth-product views and purchases per customer and local day."""
     if not rows:
         return
-    stmt = pg_insert(wealth_days).values(list(rows))
-    t, x = wealth_days.c, stmt.excluded
-    await session.execute(
-        stmt.on_conflict_do_update(
-            constraint="wealth_days_pkey",
-            set_={"views": t.views + x.views, "purchases": t.purchases + x.purchases},
-        )
+    await bulk_insert(
+        session,
+        wealth_days,
+        rows,
+        conflict=("customer_id", "day"),
+        update_sql={
+            "views": "wealth_days.views + excluded.views",
+            "purchases": "wealth_days.purchases + excluded.purchases",
+        },
     )
 
 
@@ -276,7 +276,9 @@ async def lock_browsing_alerts(
 async def set_browsing_alerts(session: AsyncSession, alerted: dict[str, date]) -> None:
     if not alerted:
         return
-    stmt = pg_insert(customer_signals).values(
+    await bulk_insert(
+        session,
+        customer_signals,
         [
             {
                 "customer_id": cid,
@@ -287,13 +289,9 @@ async def set_browsing_alerts(session: AsyncSession, alerted: dict[str, date]) -
                 "purchases": 0,
             }
             for cid, day in alerted.items()
-        ]
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[customer_signals.c.customer_id],
-            set_={"browsing_alerted_on": stmt.excluded.browsing_alerted_on},
-        )
+        ],
+        conflict=("customer_id",),
+        update=("browsing_alerted_on",),
     )
 
 
@@ -301,15 +299,12 @@ async def record_complaints(session: AsyncSession, rows: Sequence[dict[str, Any]
     """Insert complaints not seen before; returns the newly recorded ones."""
     if not rows:
         return []
-    stmt = pg_insert(complaints).values(list(rows)).on_conflict_do_nothing()
-    return list(
-        (
-            await session.execute(
-                stmt.returning(
-                    complaints.c.complaint_id, complaints.c.customer_id, complaints.c.filed_at
-                )
-            )
-        ).all()
+    return await bulk_insert(
+        session,
+        complaints,
+        rows,
+        conflict=("complaint_id",),
+        returning=("complaint_id", "customer_id", "filed_at"),
     )
 
 
