@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,75 +20,22 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.kit import group_ids, percentile, skip_backlog, wait_until
+from bench.kit import Server, percentile, service_process, wait_until
 from services.complaints import store
 from services.complaints.app import SPEC as COMPLAINTS
 from services.complaints.domain import TIMER_SLA, Filing, file_complaint, grade, sla_timer_key
 from services.complaints.settings import ComplaintsSettings
 from shared.contracts.topics import SLA_BREACHED
 from shared.db import asyncpg_dsn
-from shared.devstack.broker import free_port
 from shared.testing.infra import Infrastructure
 from shared.testing.kafka import count_records
-from shared.testing.services import TEST_JWT_SECRET
-from shared.web.auth import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclass
-class Server:
-    base_url: str
-    port: int
-    schema: str
-    database_url: str
-
-    def token(self, role: str, **claims: Any) -> str:
-        return mint_token(TEST_JWT_SECRET, role=role, **claims)  # type: ignore[arg-type]
-
-
-@asynccontextmanager
-async def complaints_server(infra: Infrastructure) -> AsyncIterator[Server]:
+def complaints_server(infra: Infrastructure) -> AbstractAsyncContextManager[Server]:
     """The complaints service in its own process, on a new schema, consumers at topic ends."""
-    schema = f"complaints_b{uuid.uuid4().hex[:6]}"
-    for group, topics in group_ids(COMPLAINTS, schema).items():
-        await skip_backlog(infra.bootstrap_servers, group, topics)
-    port = free_port()
-    env = os.environ | {
-        "DATABASE_URL": infra.database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "STEWARD_JWT_SECRET": TEST_JWT_SECRET,
-        "STEWARD_ENV": "dev",
-        "SCHEMA_NAME": schema,
-        "COMPLAINTS_PORT": str(port),
-        "STEWARD_LOG_LEVEL": "WARNING",
-    }
-    log_path = Path(tempfile.gettempdir()) / f"bench-complaints-{port}.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.complaints", cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base) as client:
-
-            async def ready() -> int:
-                if process.returncode is not None:
-                    raise RuntimeError(f"complaints server exited; see {log_path}")
-                try:
-                    return (await client.get("/readyz")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await wait_until(ready, lambda s: s == 200, timeout=120, every=0.2)
-        yield Server(base, port, schema, infra.database_url)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    return service_process(COMPLAINTS, infra)
 
 
 # --- POST /complaints at 32 concurrent clients --------------------------------------------

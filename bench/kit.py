@@ -4,22 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.clock import DevClock
 from shared.contracts.topics import TOPICS
+from shared.db import create_engine, session_factory
+from shared.devstack.broker import free_port
 from shared.service import ServiceSpec
+from shared.tables import outbox
 from shared.testing.infra import Infrastructure
-from shared.testing.services import RunningService, running_service, service_settings
+from shared.testing.services import (
+    TEST_JWT_SECRET,
+    RunningService,
+    running_service,
+    service_settings,
+)
+from shared.web.auth import mint_token
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def group_ids(spec: ServiceSpec, schema: str) -> dict[str, tuple[str, ...]]:
@@ -84,16 +105,6 @@ async def fresh_service(
         yield svc
 
 
-@asynccontextmanager
-async def services(
-    infra: Infrastructure, *specs: ServiceSpec, **overrides: Any
-) -> AsyncIterator[list[RunningService]]:
-    """Several fresh services, started one after the other (concurrent migrations can block
-    each other on shared catalog locks)."""
-    async with AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(fresh_service(s, infra, **overrides)) for s in specs]
-
-
 def envelope(topic: str, data: dict[str, Any]) -> bytes:
     """A JSON envelope for `topic` (as an upstream system would publish it)."""
     return json.dumps(
@@ -148,3 +159,97 @@ async def wait_until(probe: Any, done: Any, *, timeout: float, every: float = 0.
         if time.monotonic() > deadline:
             raise TimeoutError(f"still {value!r} after {timeout:.0f}s")
         await asyncio.sleep(every)
+
+
+@dataclass
+class Server:
+    """A service running as its own OS process (uvicorn), as in production, on its own schema."""
+
+    name: str
+    base_url: str
+    port: int
+    schema: str
+    database_url: str
+    sessions: async_sessionmaker[AsyncSession]
+
+    def token(self, role: str, **claims: Any) -> str:
+        return mint_token(TEST_JWT_SECRET, role=role, **claims)  # type: ignore[arg-type]
+
+    async def lag(self) -> int | None:
+        """Messages its consumers are behind, from its /metrics; None before the first fetch."""
+        async with httpx.AsyncClient(base_url=self.base_url) as client:
+            text = (await client.get("/metrics")).text
+        lags = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "steward_consumer_lag"
+            for sample in family.samples
+        ]
+        return int(sum(lags)) if lags else None
+
+    async def unsent(self) -> int:
+        async with self.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def settled(self, timeout: float = 600) -> None:
+        """Its consumers have caught up and its outbox is empty."""
+        await wait_until(self.lag, lambda n: n == 0, timeout=timeout, every=0.25)
+        await wait_until(self.unsent, lambda n: n == 0, timeout=timeout, every=0.25)
+
+
+@asynccontextmanager
+async def service_process(spec: ServiceSpec, infra: Infrastructure) -> AsyncIterator[Server]:
+    """`python -m services.<name>` on a free port and a new schema, consumers at topic ends."""
+    schema = f"{spec.name}_b{uuid.uuid4().hex[:6]}"
+    for group, topics in group_ids(spec, schema).items():
+        await skip_backlog(infra.bootstrap_servers, group, topics)
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": infra.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "STEWARD_JWT_SECRET": TEST_JWT_SECRET,
+        "STEWARD_ENV": "dev",
+        "SCHEMA_NAME": schema,
+        f"{spec.name.upper()}_PORT": str(port),
+        "STEWARD_LOG_LEVEL": "WARNING",
+    }
+    log_path = Path(tempfile.gettempdir()) / f"bench-{spec.name}-{port}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"services.{spec.name}", cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    base = f"http://127.0.0.1:{port}"
+    engine = create_engine(infra.database_url, schema, application_name="bench")
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+
+            async def ready() -> int:
+                if process.returncode is not None:
+                    raise RuntimeError(f"{spec.name} process exited; see {log_path}")
+                try:
+                    return (await client.get("/readyz")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await wait_until(ready, lambda s: s == 200, timeout=120, every=0.2)
+        yield Server(spec.name, base, port, schema, infra.database_url, session_factory(engine))
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def service_processes(
+    infra: Infrastructure, *specs: ServiceSpec
+) -> AsyncIterator[list[Server]]:
+    """Several service processes, started one after the other (migrations take catalog locks)."""
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(service_process(s, infra)) for s in specs]

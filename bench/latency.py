@@ -1,7 +1,8 @@
 """End-to-end latency: BalanceChanged crossing a tier bound → upgrade message sent (sandbox).
 
-All four services run; upstream systems publish a steady stream of postings, 5% of them
-tier-crossing upgrades of customers who have a CRM profile. Latency is measured from just
+All four services run, each in its own process as in production; upstream systems publish
+a steady stream of postings, 5% of them tier-crossing upgrades of customers who have a CRM
+profile. Latency is measured from just
 before a crossing posting is handed to the producer to the sandbox provider's
 `delivered_at` for that customer's `tier_upgrade_customer` message.
 """
@@ -16,9 +17,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from sqlalchemy import func, select
 
-from bench.kit import envelope, percentile, producer, publish_all, services, wait_until
+from bench.kit import (
+    Server,
+    envelope,
+    percentile,
+    producer,
+    publish_all,
+    service_processes,
+    wait_until,
+)
 from services.complaints.app import SPEC as COMPLAINTS
 from services.notifications import store as nstore
 from services.notifications.app import SPEC as NOTIFICATIONS
@@ -27,9 +37,7 @@ from services.profile.app import SPEC as PROFILE
 from services.tiering.app import SPEC as TIERING
 from shared.contracts.topics import BALANCE_CHANGED, CUSTOMER_UPDATED
 from shared.tables import timers
-from shared.testing.drain import drained
 from shared.testing.infra import Infrastructure
-from shared.testing.services import RunningService
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PROBE_EVERY = 20  # 5% of the postings cross a tier bound
@@ -87,29 +95,42 @@ def daytime_offset(now: datetime, seconds: float) -> float:
     return (target - local).total_seconds()
 
 
-async def _pending_timers(svc: RunningService) -> int:
-    async with svc.runtime.sessions() as session:
+async def _pending_timers(svc: Server, clock_offset: float) -> int:
+    due = func.now() + timedelta(seconds=clock_offset)
+    async with svc.sessions() as session:
         return int(
             await session.scalar(
                 select(func.count())
                 .select_from(timers)
-                .where(timers.c.fired_at.is_(None), timers.c.due_at <= svc.runtime.clock.now())
+                .where(timers.c.fired_at.is_(None), timers.c.due_at <= due)
             )
             or 0
         )
 
 
-async def _settled(stack: list[RunningService], notifications: RunningService) -> None:
+async def _settled(stack: list[Server], notifications: Server, clock_offset: float) -> None:
     for svc in stack:
-        await drained(svc.runtime, timeout=600)
-    await wait_until(lambda: _pending_timers(notifications), lambda n: n == 0, timeout=600)
+        await svc.settled()
+    await wait_until(
+        lambda: _pending_timers(notifications, clock_offset), lambda n: n == 0, timeout=600
+    )
     for svc in stack:
-        await drained(svc.runtime, timeout=600)
+        await svc.settled()
 
 
-async def _delivered(notifications: RunningService, ids: list[str]) -> dict[str, datetime]:
+async def _advance_clock(svc: Server, seconds: float) -> None:
+    async with httpx.AsyncClient(base_url=svc.base_url) as client:
+        response = await client.post(
+            "/admin/clock",
+            json={"advance_seconds": seconds},
+            headers={"Authorization": f"Bearer {svc.token('admin')}"},
+        )
+        response.raise_for_status()
+
+
+async def _delivered(notifications: Server, ids: list[str]) -> dict[str, datetime]:
     n, s = nstore.notifications, nstore.sandbox_messages
-    async with notifications.runtime.sessions() as session:
+    async with notifications.sessions() as session:
         rows = await session.execute(
             select(n.c.customer_id, func.min(s.c.delivered_at))
             .join(s, s.c.notification_id == n.c.notification_id)
@@ -126,9 +147,9 @@ async def end_to_end(infra: Infrastructure, scale: LatencyScale) -> LatencyResul
     total = scale.rate * scale.seconds
     probes = [f"{run}-P{n:06d}" for n in range(total // PROBE_EVERY)]
     background = [f"{run}-B{n:06d}" for n in range(scale.background_customers)]
-    async with services(infra, TIERING, PROFILE, NOTIFICATIONS, COMPLAINTS) as stack:
+    async with service_processes(infra, TIERING, PROFILE, NOTIFICATIONS, COMPLAINTS) as stack:
         _, _, notifications, _ = stack
-        await load_seed(infra.database_url, schema=notifications.runtime.schema)
+        await load_seed(infra.database_url, schema=notifications.schema)
         # Setup: CRM profiles of the probe customers, then everyone's first posting (ordinary).
         await publish_all(
             infra.bootstrap_servers,
@@ -139,21 +160,21 @@ async def end_to_end(infra: Infrastructure, scale: LatencyScale) -> LatencyResul
         await publish_all(infra.bootstrap_servers, BALANCE_CHANGED, warm)
 
         async def replica() -> int:
-            async with notifications.runtime.sessions() as session:
+            async with notifications.sessions() as session:
                 return len(await nstore.customers_by_id(session, probes))
 
         step = time.perf_counter()
         await wait_until(replica, lambda n: n == len(probes), timeout=600, every=0.5)
-        await _settled(stack, notifications)
+        await _settled(stack, notifications, 0.0)
         print(
             f"  setup: {len(probes)} profiles, {len(warm)} first postings settled in "
             f"{time.perf_counter() - step:.1f} s",
             flush=True,
         )
         # Quiet hours (21:00-08:00 Shanghai) would rightly defer the upgrade messages.
-        advanced = daytime_offset(notifications.runtime.clock.now(), scale.seconds + 120)
+        advanced = daytime_offset(datetime.now(SHANGHAI), scale.seconds + 120)
         if advanced:
-            notifications.runtime.clock.advance(advanced)  # type: ignore[attr-defined]
+            await _advance_clock(notifications, advanced)
 
         published: dict[str, float] = {}
         kafka = await producer(infra.bootstrap_servers, linger_ms=0)
