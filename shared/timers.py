@@ -93,6 +93,7 @@ class TimerWorker:
         """Fire one batch of due timers; returns how many were claimed."""
         if not self._handlers:
             return 0
+        self._uow.timers_due.clear()  # what is scheduled from here on wakes the next wait
         try:
             async with self._uow() as tx:
                 due = await self._claim(tx)
@@ -178,7 +179,10 @@ class TimerWorker:
         log.error("timer %s/%s failed (attempt %d): %r", timer.kind, timer.key, attempts, exc)
 
     async def _wait(self, seconds: float) -> None:
-        waits = [asyncio.ensure_future(self._stopping.wait())]
+        waits = [
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(self._uow.timers_due.wait()),
+        ]
         if isinstance(self._clock, DevClock):
             self._clock.advanced.clear()
             waits.append(asyncio.ensure_future(self._clock.advanced.wait()))

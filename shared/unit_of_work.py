@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ class Tx:
     session: AsyncSession
     now: datetime
     outbox: Outbox
+    earliest_due: datetime | None = field(default=None, init=False)  # of timers set here
 
     def emit(
         self, topic: str, data: Contract, *, key: str, causation: Envelope[Any] | None = None
@@ -51,6 +53,8 @@ class Tx:
             if due_at.tzinfo is None:
                 raise ValueError("timers need a timezone-aware due time")
             latest[key] = (due_at, payload)  # the last schedule of a key wins, as one by one
+            if self.earliest_due is None or due_at < self.earliest_due:
+                self.earliest_due = due_at
         await bulk_insert(
             self.session,
             timers,
@@ -79,6 +83,9 @@ class UnitOfWork:
         self.sessions = sessions
         self.clock = clock
         self.service = service
+        # Set after a commit that scheduled a timer already due: this process's timer
+        # worker fires it now instead of at its next poll.
+        self.timers_due = asyncio.Event()
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[Tx]:
@@ -89,3 +96,5 @@ class UnitOfWork:
             )
             yield tx
             await tx.outbox.flush()
+        if tx.earliest_due is not None and tx.earliest_due <= self.clock.now():
+            self.timers_due.set()

@@ -231,7 +231,9 @@ async def wait_rescheduled(svc, customer: str) -> None:
         async with svc.runtime.sessions() as session:
             value = await session.scalar(
                 select(store.notifications.c.timer_seq).where(
-                    store.notifications.c.customer_id == customer
+                    store.notifications.c.customer_id == customer,
+                    # not the maintenance team's message about the same upgrade
+                    store.notifications.c.template == "tier_upgrade_customer",
                 )
             )
         return int(value or 0)
