@@ -41,10 +41,10 @@ class NotificationsSettings(StewardSettings):
         default=16, ge=1, description="Calls in flight at once to each remote provider"
     )
     notifications_delivery_round: int = Field(
-        default=64,
+        default=500,
         ge=1,
-        description="Messages one delivery round sends; a transaction starts a further round "
-        "only within one provider timeout",
+        description="Messages one delivery round sends (at most what one timer claim brings: "
+        "500); a transaction starts a further round only within one provider timeout",
     )
     notifications_unknown_recipient_grace_seconds: float = Field(
         default=300.0,
