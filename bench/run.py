@@ -168,7 +168,9 @@ async def raw_upsert(database_url: str, workload: Workload) -> float:
 
 async def tiering_throughput(infra: Infrastructure, workload: Workload, report: Report) -> float:
     """The real tiering service consuming the pre-produced postings until lag 0 and outbox empty."""
-    settings = service_settings(TIERING, infra, consumer_batch_size=500)
+    # Two consumers in the one process (CONSUMER_CONCURRENCY=2), each with half the partitions:
+    # one batch's database round trips overlap the next batch's decoding and evaluation.
+    settings = service_settings(TIERING, infra, consumer_batch_size=1000, consumer_concurrency=2)
     changes_before = await count_records(infra.bootstrap_servers, TIER_CHANGED)
     async with running_service(TIERING, settings, wait_assigned=False, from_now=False) as svc:
         await asyncio.gather(*(c.wait_assigned() for c in svc.runtime.consumers))

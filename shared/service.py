@@ -84,8 +84,10 @@ class Runtime:
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 batch_size=settings.consumer_batch_size,
                 group_id=self._group_id(sub),
+                member=member,
             )
             for sub in wiring.subscriptions
+            for member in range(settings.consumer_concurrency)
         ]
         self.timers = TimerWorker(
             service=spec.name, uow=self.uow, clock=self.clock, handlers=wiring.timer_handlers
@@ -106,7 +108,7 @@ class Runtime:
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("relay", self.relay.run),
             ("timers", self.timers.run),
-            *((c.consumer_name, c.run) for c in self.consumers),
+            *((c.member_name, c.run) for c in self.consumers),
         ]
         self._tasks = [
             asyncio.create_task(self._supervise(name, loop), name=f"{self.name}:{name}")

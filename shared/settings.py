@@ -26,6 +26,13 @@ class StewardSettings(BaseSettings):
     steward_kafka_idempotence: bool = False
     steward_log_level: str = "INFO"
     consumer_batch_size: int = Field(default=1000, ge=1)
+    consumer_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Consumers per subscription in one process, each owning a share of the "
+        "partitions: one batch's database work overlaps another's decoding. Keep replicas times "
+        "this ≤ the partitions of the service's topics (an idle member is not ready)",
+    )
     outbox_batch_size: int = Field(default=1000, ge=1)
     retention_hours: float = Field(
         default=72, gt=0, description="How long sent outbox rows and inbox ids are kept"

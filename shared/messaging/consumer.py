@@ -84,10 +84,12 @@ class ConsumerRunner:
         batch_size: int = 500,
         max_handler_attempts: int = 3,
         group_id: str | None = None,
+        member: int = 0,
     ) -> None:
         self.service = service
         self.subscription = subscription
-        self.consumer_name = f"{service}.{subscription.name}"
+        self.consumer_name = f"{service}.{subscription.name}"  # the inbox's name: one per group
+        self.member_name = self.consumer_name if member == 0 else f"{self.consumer_name}#{member}"
         self.group_id = group_id or self.consumer_name
         self._uow = uow
         self._bootstrap = bootstrap_servers
@@ -130,7 +132,7 @@ class ConsumerRunner:
         self._kafka = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=self.group_id,
-            client_id=self.consumer_name,
+            client_id=self.member_name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=20,

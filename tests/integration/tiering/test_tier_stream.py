@@ -153,3 +153,35 @@ async def test_stream_twice_with_restart_yields_exactly_the_expected_changes(inf
 def poison_at(events: list[dict[str, Any]]) -> int:
     """Bad events go in the middle of the second half."""
     return len(events) // 2 + len(events) // 4
+
+
+async def test_two_consumers_in_one_process_share_the_partitions(infra, kafka_producer):
+    """CONSUMER_CONCURRENCY=2: both members of the group own partitions, and the stream —
+    every event delivered twice — still yields each expected change exactly once."""
+    run = uuid.uuid4().hex[:6]
+    events = build_stream(run, customers=30)
+    expected = expected_changes(events)
+    settings = service_settings(SPEC, infra, schema=f"tiering_pair_{run}", consumer_concurrency=2)
+    changes = await TopicWatcher(infra.bootstrap_servers, TIER_CHANGED).start()
+    try:
+        async with running_service(SPEC, settings) as svc:
+            members = svc.runtime.consumers
+            assert len(members) == 2 and all(m.assigned for m in members)
+            assert {m.member_name for m in members} == {"tiering.balances", "tiering.balances#1"}
+            for event in [*events, *events]:
+                await publish(kafka_producer, BALANCE_CHANGED, event)
+            await drained(svc.runtime)
+
+            ours = {e["data"]["customer_id"].encode() for e in events}
+            wanted = sum(len(v) for v in expected.values())
+            records = await changes.wait_for(lambda r: r.key in ours, count=wanted)
+            actual: dict[str, list[tuple[Any, str, str]]] = {}
+            for record in records:
+                data = value_of(record)["data"]
+                actual.setdefault(data["customer_id"], []).append(
+                    (data["previous_tier"], data["tier"], data["total_balance"])
+                )
+            assert actual == expected
+            assert len(records) == wanted
+    finally:
+        await changes.stop()
