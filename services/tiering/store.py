@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -167,7 +168,7 @@ async def _load_closing(session: AsyncSession, books: dict[str, CustomerBook], s
     before = (
         select(daily_totals)
         .where(any_of(daily_totals.c.customer_id, ids), daily_totals.c.day < since)
-        .distinct(daily_totals.c.customer_id)
+        .ext(distinct_on(daily_totals.c.customer_id))
         .order_by(daily_totals.c.customer_id, daily_totals.c.day.desc())
     )
     for stmt in (window, before):
