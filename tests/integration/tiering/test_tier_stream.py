@@ -87,6 +87,17 @@ def expected_changes(events: list[dict[str, Any]]) -> dict[str, list[tuple[Any, 
     return changes
 
 
+def changes_of(records: list[Any]) -> dict[str, list[tuple[Any, str, str]]]:
+    """(previous, new tier, total) per customer, as the TierChanged records on the topic say."""
+    actual: dict[str, list[tuple[Any, str, str]]] = {}
+    for record in records:
+        data = value_of(record)["data"]
+        actual.setdefault(data["customer_id"], []).append(
+            (data["previous_tier"], data["tier"], data["total_balance"])
+        )
+    return actual
+
+
 async def test_stream_twice_with_restart_yields_exactly_the_expected_changes(infra, kafka_producer):
     run = uuid.uuid4().hex[:6]
     events = build_stream(run)
@@ -121,13 +132,7 @@ async def test_stream_twice_with_restart_yields_exactly_the_expected_changes(inf
             ours = {e["data"]["customer_id"].encode() for e in events}
             wanted = sum(len(v) for v in expected.values())
             records = await changes.wait_for(lambda r: r.key in ours, count=wanted)
-            actual: dict[str, list[tuple[Any, str, str]]] = {}
-            for record in records:
-                data = value_of(record)["data"]
-                actual.setdefault(data["customer_id"], []).append(
-                    (data["previous_tier"], data["tier"], data["total_balance"])
-                )
-            assert actual == expected
+            assert changes_of(records) == expected
             assert len(records) == wanted  # nothing doubled
 
             bad = await letters.wait_for(lambda r: r.key == customer.encode(), count=2)
@@ -175,13 +180,7 @@ async def test_two_consumers_in_one_process_share_the_partitions(infra, kafka_pr
             ours = {e["data"]["customer_id"].encode() for e in events}
             wanted = sum(len(v) for v in expected.values())
             records = await changes.wait_for(lambda r: r.key in ours, count=wanted)
-            actual: dict[str, list[tuple[Any, str, str]]] = {}
-            for record in records:
-                data = value_of(record)["data"]
-                actual.setdefault(data["customer_id"], []).append(
-                    (data["previous_tier"], data["tier"], data["total_balance"])
-                )
-            assert actual == expected
+            assert changes_of(records) == expected
             assert len(records) == wanted
     finally:
         await changes.stop()
