@@ -87,15 +87,21 @@ def expected_changes(events: list[dict[str, Any]]) -> dict[str, list[tuple[Any, 
     return changes
 
 
-def changes_of(records: list[Any]) -> dict[str, list[tuple[Any, str, str]]]:
-    """(previous, new tier, total) per customer, as the TierChanged records on the topic say."""
+async def assert_changed_once(
+    changes: TopicWatcher, events: list[dict[str, Any]], expected: dict[str, Any]
+) -> None:
+    """The topic holds exactly the expected changes of these customers, none doubled."""
+    ours = {e["data"]["customer_id"].encode() for e in events}
+    wanted = sum(len(v) for v in expected.values())
+    records = await changes.wait_for(lambda r: r.key in ours, count=wanted)
     actual: dict[str, list[tuple[Any, str, str]]] = {}
     for record in records:
         data = value_of(record)["data"]
         actual.setdefault(data["customer_id"], []).append(
             (data["previous_tier"], data["tier"], data["total_balance"])
         )
-    return actual
+    assert actual == expected
+    assert len(records) == wanted  # nothing doubled
 
 
 async def test_stream_twice_with_restart_yields_exactly_the_expected_changes(infra, kafka_producer):
@@ -129,11 +135,7 @@ async def test_stream_twice_with_restart_yields_exactly_the_expected_changes(inf
                 await publish(kafka_producer, BALANCE_CHANGED, event)
             await drained(svc.runtime)
 
-            ours = {e["data"]["customer_id"].encode() for e in events}
-            wanted = sum(len(v) for v in expected.values())
-            records = await changes.wait_for(lambda r: r.key in ours, count=wanted)
-            assert changes_of(records) == expected
-            assert len(records) == wanted  # nothing doubled
+            await assert_changed_once(changes, events, expected)
 
             bad = await letters.wait_for(lambda r: r.key == customer.encode(), count=2)
             reasons = {header(r, "dlq.error_type"): header(r, "dlq.error") for r in bad}
@@ -177,10 +179,6 @@ async def test_two_consumers_in_one_process_share_the_partitions(infra, kafka_pr
                 await publish(kafka_producer, BALANCE_CHANGED, event)
             await drained(svc.runtime)
 
-            ours = {e["data"]["customer_id"].encode() for e in events}
-            wanted = sum(len(v) for v in expected.values())
-            records = await changes.wait_for(lambda r: r.key in ours, count=wanted)
-            assert changes_of(records) == expected
-            assert len(records) == wanted
+            await assert_changed_once(changes, events, expected)
     finally:
         await changes.stop()
