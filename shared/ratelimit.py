@@ -19,9 +19,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
-    text,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 rate_limit_metadata = MetaData()
 rate_limits = Table(
@@ -68,14 +66,6 @@ USE_SQL = (
     "ON CONFLICT ON CONSTRAINT rate_limits_pkey DO UPDATE SET count = rate_limits.count + 1 "
     "RETURNING count"
 )
-_USE = text(USE_SQL)  # built and compiled once, prepared once per connection
-
-
-async def use(session: AsyncSession, bucket: str, rule: RateLimit, now: datetime) -> int:
-    """Count one use of `bucket`; raise RateLimited past the limit. Returns the count."""
-    start = window_start(now, rule.window)
-    count = await session.scalar(_USE, {"bucket": bucket, "window_start": start})
-    return check(bucket, rule, now, int(count or 0))
 
 
 def check(bucket: str, rule: RateLimit, now: datetime, count: int) -> int:
