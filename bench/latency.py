@@ -35,8 +35,8 @@ from services.notifications.app import SPEC as NOTIFICATIONS
 from services.notifications.seed import load_seed
 from services.profile.app import SPEC as PROFILE
 from services.tiering.app import SPEC as TIERING
-from shared.contracts.topics import BALANCE_CHANGED, CUSTOMER_UPDATED
-from shared.tables import timers
+from shared.contracts.topics import BALANCE_CHANGED, CUSTOMER_UPDATED, TIER_CHANGED
+from shared.tables import outbox, timers
 from shared.testing.infra import Infrastructure
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -56,6 +56,7 @@ class LatencyResult:
     expected: int
     sent_rate: float  # postings/s actually achieved by the publisher
     clock_advanced_s: float
+    hops: dict[str, list[float]]  # seconds per hop of the probes, in path order
 
 
 def _posting(customer: str, account: str, balance: str, seq: int) -> tuple[bytes, bytes]:
@@ -140,6 +141,34 @@ async def _delivered(notifications: Server, ids: list[str]) -> dict[str, datetim
         return dict(rows.all())
 
 
+async def _hop_times(
+    tiering: Server, notifications: Server, ids: list[str], offset: float
+) -> dict[str, dict[str, datetime]]:
+    """Per probe: when tiering's transaction began, when the relay took the TierChanged,
+    when notifications recorded the message (its clock less `offset`)."""
+    keys = [c.encode() for c in ids]
+    async with tiering.sessions() as session:
+        rows = await session.execute(
+            select(outbox.c.key, func.max(outbox.c.created_at), func.max(outbox.c.sent_at))
+            .where(outbox.c.topic == TIER_CHANGED, outbox.c.key.in_(keys))
+            .group_by(outbox.c.key)
+        )
+        tiered = {k.decode(): (created, sent) for k, created, sent in rows}
+    n = nstore.notifications
+    async with notifications.sessions() as session:
+        rows = await session.execute(
+            select(n.c.customer_id, func.min(n.c.created_at))
+            .where(n.c.template == "tier_upgrade_customer", n.c.customer_id.in_(ids))
+            .group_by(n.c.customer_id)
+        )
+        queued = {c: at - timedelta(seconds=offset) for c, at in rows}
+    return {
+        c: {"tiering": tiered[c][0], "relayed": tiered[c][1], "queued": queued[c]}
+        for c in ids
+        if c in tiered and c in queued
+    }
+
+
 async def end_to_end(infra: Infrastructure, scale: LatencyScale) -> LatencyResult:
     """Run the four services, publish a steady stream, collect the upgrade latencies."""
     rng = random.Random(11)
@@ -210,9 +239,30 @@ async def end_to_end(infra: Infrastructure, scale: LatencyScale) -> LatencyResul
             timeout=300,
             every=0.5,
         )
+        times = await _hop_times(stack[0], notifications, ids, advanced)
     offset = advanced
     samples = [(delivered[c] - timedelta(seconds=offset)).timestamp() - published[c] for c in ids]
-    return LatencyResult(samples, len(ids), sent_rate, offset)
+    hops: dict[str, list[float]] = {h: [] for h in HOPS}
+    for c, at in times.items():
+        marks = [
+            published[c],
+            at["tiering"].timestamp(),
+            at["relayed"].timestamp(),
+            at["queued"].timestamp(),
+            (delivered[c] - timedelta(seconds=offset)).timestamp(),
+        ]
+        for hop, start, end in zip(HOPS, marks, marks[1:], strict=False):
+            hops[hop].append(end - start)
+    return LatencyResult(samples, len(ids), sent_rate, offset, hops)
+
+
+# Where a probe's time goes; each mark is a transaction's start (Postgres now()).
+HOPS = (
+    "published → tiering transaction",
+    "tiering transaction → relay",
+    "relay → notifications transaction",
+    "notifications transaction → sandbox delivery",
+)
 
 
 def summary(result: LatencyResult) -> dict[str, Any]:

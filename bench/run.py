@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select, text
 
 from bench import complaints, latency, notify
+from bench.kit import percentile
 from bench.workload import Workload, balance_workload
 from services.tiering.app import SPEC as TIERING
 from services.tiering.store import customer_tiers
@@ -82,7 +83,7 @@ class Report:
             verdict = f"  target {sign} {target:,.{_digits(target)}f}  ({ratio:.2f}x target) "
             verdict += "meets" if meets else "MISSES"
         self.figures[name] = figure
-        print(f"  {name:<52} {value:>12,.{_digits(value)}f} {unit:<9}{verdict}", flush=True)
+        print(f"  {name:<56} {value:>12,.{_digits(value)}f} {unit:<9}{verdict}", flush=True)
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks[name] = ok
@@ -286,6 +287,11 @@ async def measure_latency(infra: Infrastructure, scale: Scale, report: Report) -
     report.add("e2e latency p95", figures["p95"], "ms")
     report.add("e2e latency p99", figures["p99"], "ms", target=200, higher_is_better=False)
     report.add("e2e latency max", figures["max"], "ms")
+    for hop, seconds in result.hops.items():
+        if seconds:
+            ms = [s * 1000 for s in seconds]
+            report.add(f"  {hop} p50", percentile(ms, 50), "ms")
+            report.add(f"  {hop} p99", percentile(ms, 99), "ms")
     if result.clock_advanced_s:
         print(
             f"  (notifications clock advanced {result.clock_advanced_s / 3600:.1f} h: quiet hours)"
