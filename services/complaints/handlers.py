@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +43,7 @@ from shared.contracts.topics import (
     SLA_BREACHED,
     SLA_WARNING,
 )
+from shared.ids import new_id
 from shared.messaging.consumer import RejectedEvent
 from shared.ratelimit import RateLimit, window_start
 from shared.timers import DueTimer
@@ -198,7 +198,7 @@ async def file_from_api(
     Filings per customer are rate-limited (`limit`): every filing can trigger an SMS, so
     an unlimited API would let anyone pump messages to a number.
     """
-    complaint_id = str(uuid.uuid4())
+    complaint_id = new_id()
     if idempotency_key:
         held = await store.claim_idempotency_key(
             tx.session, principal, idempotency_key, request_hash, complaint_id, tx.now
@@ -245,7 +245,7 @@ class FileComplaintsFromChannels:
         filings = []
         for event in events:
             try:
-                filings.append((filing_of(event.data), event, str(uuid.uuid4())))
+                filings.append((filing_of(event.data), event, new_id()))
             except InvalidCommand as exc:
                 raise RejectedEvent(
                     event, f"data.{exc.field}: {exc.problem}", "invalid_complaint"

@@ -9,7 +9,6 @@ holds up consumption.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ from shared.contracts.events import (
     TierChanged,
 )
 from shared.contracts.topics import NOTIFICATION_STATUS, OPS_ALERTS
+from shared.ids import new_id
 from shared.logs import mask_pii
 from shared.unit_of_work import Tx
 
@@ -181,7 +181,7 @@ async def record_notifications(tx: Tx, events: list[Envelope[Any]]) -> None:
             causes[str(event.event_id)] = event
             rows.append(
                 {
-                    "notification_id": str(uuid.uuid4()),
+                    "notification_id": new_id(),
                     "source_event_id": str(event.event_id),
                     "source_event_type": event.event_type,
                     "recipient_kind": intent.recipient_kind,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts.topics import TOPICS
 from shared.contracts.types import Contract, Timestamp
+from shared.ids import new_uuid
 
 P = TypeVar("P", bound=Contract)
 
@@ -105,7 +106,7 @@ def envelope(
         raise ValueError("occurred_at must be timezone-aware")
     # The payload is a validated model already: construct without validating it again.
     return envelope_model(type(data)).model_construct(
-        event_id=uuid.uuid4(),
+        event_id=new_uuid(),
         schema_version=1,
         event_type=event_type,
         occurred_at=occurred_at,
@@ -116,10 +117,10 @@ def envelope(
     )
 
 
-def headers_for(env: Envelope[Any]) -> list[tuple[str, bytes]]:
-    """Kafka headers that repeat the envelope's identity."""
+def headers_for(env: Envelope[Any]) -> list[tuple[str, str]]:
+    """Kafka headers that repeat the envelope's identity (as text; encoded when produced)."""
     return [
-        ("event_type", env.event_type.encode()),
-        ("event_id", str(env.event_id).encode()),
-        ("schema_version", str(env.schema_version).encode()),
+        ("event_type", env.event_type),
+        ("event_id", str(env.event_id)),
+        ("schema_version", str(env.schema_version)),
     ]

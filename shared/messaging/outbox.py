@@ -54,8 +54,8 @@ class Outbox:
             causation_id=str(causation.event_id) if causation else None,
             correlation_id=causation.correlation_id if causation else None,
         )
-        headers = [(name, value.decode()) for name, value in headers_for(event)]
-        self.add(OutgoingMessage(topic, key.encode(), event.model_dump_json().encode(), headers))
+        value = event.model_dump_json().encode()
+        self.add(OutgoingMessage(topic, key.encode(), value, headers_for(event)))
         return event
 
     def add(self, message: OutgoingMessage) -> None:
