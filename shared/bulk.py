@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, Table, TextClause, any_, literal, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,12 @@ _DIALECT = postgresql.dialect()
 
 def _array_type(table: Table, column: str) -> str:
     return f"{table.c[column].type.compile(dialect=_DIALECT)}[]"
+
+
+def json_text(value: Any) -> str:
+    """JSON text of a value for a json/jsonb column or array parameter (orjson: several
+    times faster than the json module on the per-row paths)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:

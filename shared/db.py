@@ -10,6 +10,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+from shared.bulk import json_text
+
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -33,7 +35,7 @@ def create_engine(database_url: str, schema: str, *, application_name: str) -> A
         database_url,
         pool_size=10,
         max_overflow=10,
-        json_serializer=_json_text,
+        json_serializer=json_text,
         json_deserializer=orjson.loads,
         connect_args={
             "server_settings": {
@@ -43,10 +45,6 @@ def create_engine(database_url: str, schema: str, *, application_name: str) -> A
             }
         },
     )
-
-
-def _json_text(value: object) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.bulk import bulk_insert
+from shared.bulk import bulk_insert, json_text
 from shared.clock import Clock
 from shared.contracts import Contract, Envelope
 from shared.messaging.outbox import Outbox
@@ -59,7 +58,7 @@ class Tx:
             self.session,
             timers,
             [
-                {"kind": kind, "key": key, "due_at": due_at, "payload": json.dumps(payload or {})}
+                {"kind": kind, "key": key, "due_at": due_at, "payload": json_text(payload or {})}
                 for key, (due_at, payload) in latest.items()
             ],
             conflict=("kind", "key"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import date
 from functools import cache
@@ -34,7 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_insert
+from shared.bulk import bulk_insert, json_text
 
 metadata = MetaData()
 
@@ -322,7 +321,7 @@ async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, A
     return await bulk_insert(
         session,
         notifications,
-        [row | {"variables": json.dumps(row["variables"])} for row in rows],
+        [row | {"variables": json_text(row["variables"])} for row in rows],
         conflict=("source_event_id", "recipient_kind", "recipient_id", "template"),
         returning=_ANNOUNCED,
     )
@@ -386,7 +385,7 @@ async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]])
 
 
 async def record_receipts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_insert(session, receipts, [row | {"raw": json.dumps(row["raw"])} for row in rows])
+    await bulk_insert(session, receipts, [row | {"raw": json_text(row["raw"])} for row in rows])
 
 
 _TAKE_SLOTS = text(

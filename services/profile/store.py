@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -29,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.domain import PROFILE_FIELDS, Profile
-from shared.bulk import any_of, bulk_insert
+from shared.bulk import any_of, bulk_insert, json_text
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -162,7 +161,7 @@ async def save_profiles(session: AsyncSession, changed: Sequence[Profile], now: 
         p.values
         | {
             "customer_id": p.customer_id,
-            "field_stamps": json.dumps({k: v.isoformat() for k, v in p.stamps.items()}),
+            "field_stamps": json_text({k: v.isoformat() for k, v in p.stamps.items()}),
             "created_at": now,
             "updated_at": now,
         }

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_insert
+from shared.bulk import bulk_insert, json_text
 from shared.contracts import Contract, Envelope, envelope, headers_for
 from shared.contracts.topics import TOPICS
 from shared.tables import outbox
@@ -71,7 +70,7 @@ class Outbox:
         if not self._pending:
             return
         rows = [
-            {"topic": m.topic, "key": m.key, "value": m.value, "headers": json.dumps(m.headers)}
+            {"topic": m.topic, "key": m.key, "value": m.value, "headers": json_text(m.headers)}
             for m in self._pending
         ]
         self._pending = []

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 Headers = Sequence[tuple[str, bytes]]
+Message = tuple[str, bytes | None, bytes, Headers]  # topic, key, value, headers
 
 
 class Producer:
@@ -22,6 +25,7 @@ class Producer:
             linger_ms=2,
             request_timeout_ms=15000,
         )
+        self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
         await self._kafka.start()
@@ -29,11 +33,31 @@ class Producer:
     async def stop(self) -> None:
         await self._kafka.stop()
 
-    async def send(
-        self, topic: str, value: bytes, *, key: bytes | None, headers: Headers = ()
-    ) -> asyncio.Future[object]:
-        """Queue one message; returns a future resolved once the broker acknowledged it."""
-        return await self._kafka.send(topic, value, key=key, headers=list(headers))
+    async def send_all(self, messages: Iterable[Message]) -> None:
+        """Produce messages in their order and wait until the broker acknowledged them all.
+
+        They are packed into record batches per partition, partitioned by key as aiokafka's
+        `send` would: one future per batch instead of one per message (the relay's hot path).
+        Order per partition is kept: a full batch is queued before the next one is started.
+        """
+        open_batches: dict[tuple[str, int], BatchBuilder] = {}
+        acks: list[asyncio.Future[object]] = []
+        partitions: dict[str, list[int]] = {}
+        for topic, key, value, headers in messages:
+            if topic not in partitions:
+                partitions[topic] = sorted(await self._kafka.partitions_for(topic))
+            partition = self._partitioner(key, partitions[topic], partitions[topic])
+            record = {"timestamp": None, "key": key, "value": value, "headers": list(headers)}
+            batch = open_batches.get((topic, partition))
+            if batch is None or batch.append(**record) is None:
+                if batch is not None:  # full: queue it, then start the next one
+                    acks.append(await self._kafka.send_batch(batch, topic, partition=partition))
+                batch = open_batches[topic, partition] = self._kafka.create_batch()
+                if batch.append(**record) is None:
+                    raise ValueError(f"a message of {len(value)} bytes does not fit a batch")
+        for (topic, partition), batch in open_batches.items():
+            acks.append(await self._kafka.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*acks)
 
     async def connected(self) -> bool:
         """True when the broker answers a metadata request."""

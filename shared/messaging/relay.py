@@ -111,16 +111,15 @@ class OutboxRelay:
             if not rows:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-            acks = [
-                await self._producer.send(
+            await self._producer.send_all(
+                (
                     row.topic,
+                    row.key,
                     row.value,
-                    key=row.key,
-                    headers=[(name, value.encode()) for name, value in row.headers],
+                    [(name, value.encode()) for name, value in row.headers],
                 )
                 for row in rows
-            ]
-            await asyncio.gather(*acks)
+            )
             await session.execute(
                 update(outbox)
                 .where(any_of(outbox.c.id, (row.id for row in rows)))
