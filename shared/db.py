@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
@@ -52,13 +52,21 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def migration_lock(schema: str) -> tuple[TextClause, dict[str, str]]:
+    """The transaction-scoped advisory lock that lets one replica at a time migrate `schema`."""
+    return text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"migrate.{schema}"}
+
+
 async def ensure_schema(engine: AsyncEngine, schema: str) -> None:
     """Create the service's schema if it is not there yet.
 
     Looks first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
     schema exists, which a per-service role (deploy/postgres/roles.sql) does not have.
+    Under the migration lock of the schema, so replicas starting together on a new database
+    do not both try to create it (the second failed on pg_namespace's unique index).
     """
     async with engine.begin() as conn:
+        await conn.execute(*migration_lock(schema))
         exists = await conn.scalar(
             text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
         )

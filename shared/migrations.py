@@ -7,11 +7,11 @@ from pathlib import Path
 
 from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData, pool, text
+from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db import check_schema_name, create_engine, ensure_schema
+from shared.db import check_schema_name, create_engine, ensure_schema, migration_lock
 from shared.ratelimit import rate_limit_metadata
 from shared.tables import create_platform_objects, platform_metadata
 
@@ -57,9 +57,7 @@ def run_env(target_metadata: MetaData | None = None) -> None:
         )
         with context.begin_transaction():
             # Replicas starting together migrate one at a time.
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"migrate.{schema}"}
-            )
+            connection.execute(*migration_lock(schema))
             context.run_migrations()
 
     async def run() -> None:
