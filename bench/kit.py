@@ -201,12 +201,33 @@ class Server:
 
 
 @asynccontextmanager
-async def service_process(spec: ServiceSpec, infra: Infrastructure) -> AsyncIterator[Server]:
-    """`python -m services.<name>` on a free port and a new schema, consumers at topic ends."""
+async def service_process(
+    spec: ServiceSpec, infra: Infrastructure, *, replicas: int = 1, from_start: bool = False
+) -> AsyncIterator[Server]:
+    """`python -m services.<name>` on a new schema, as in production: `replicas` processes
+    sharing the schema and the consumer groups (each on its own port, the Server is the
+    first). Consumers start at the topic ends unless `from_start`."""
     schema = f"{spec.name}_b{uuid.uuid4().hex[:6]}"
-    for group, topics in group_ids(spec, schema).items():
-        await skip_backlog(infra.bootstrap_servers, group, topics)
-    port = free_port()
+    if not from_start:
+        for group, topics in group_ids(spec, schema).items():
+            await skip_backlog(infra.bootstrap_servers, group, topics)
+    ports = [free_port() for _ in range(replicas)]
+    processes = [await _start_process(spec, infra, schema, port) for port in ports]
+    engine = create_engine(infra.database_url, schema, application_name="bench")
+    try:
+        await asyncio.gather(
+            *(_until_ready(spec, p, port) for p, port in zip(processes, ports, strict=True))
+        )
+        base = f"http://127.0.0.1:{ports[0]}"
+        yield Server(spec.name, base, ports[0], schema, infra.database_url, session_factory(engine))
+    finally:
+        await asyncio.gather(*(_stop_process(p) for p in processes))
+        await engine.dispose()
+
+
+async def _start_process(
+    spec: ServiceSpec, infra: Infrastructure, schema: str, port: int
+) -> asyncio.subprocess.Process:
     env = os.environ | {
         "DATABASE_URL": infra.database_url,
         "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
@@ -216,34 +237,37 @@ async def service_process(spec: ServiceSpec, infra: Infrastructure) -> AsyncIter
         f"{spec.name.upper()}_PORT": str(port),
         "STEWARD_LOG_LEVEL": "WARNING",
     }
-    log_path = Path(tempfile.gettempdir()) / f"bench-{spec.name}-{port}.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
+    with _log_path(spec, port).open("wb") as log:
+        return await asyncio.create_subprocess_exec(
             sys.executable, "-m", f"services.{spec.name}", cwd=ROOT, env=env, stdout=log, stderr=log
         )
-    base = f"http://127.0.0.1:{port}"
-    engine = create_engine(infra.database_url, schema, application_name="bench")
+
+
+def _log_path(spec: ServiceSpec, port: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"bench-{spec.name}-{port}.log"
+
+
+async def _until_ready(spec: ServiceSpec, process: asyncio.subprocess.Process, port: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+        async def ready() -> int:
+            if process.returncode is not None:
+                raise RuntimeError(f"{spec.name} process exited; see {_log_path(spec, port)}")
+            try:
+                return (await client.get("/readyz")).status_code
+            except httpx.TransportError:
+                return 0
+
+        await wait_until(ready, lambda s: s == 200, timeout=120, every=0.2)
+
+
+async def _stop_process(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGINT)
     try:
-        async with httpx.AsyncClient(base_url=base) as client:
-
-            async def ready() -> int:
-                if process.returncode is not None:
-                    raise RuntimeError(f"{spec.name} process exited; see {log_path}")
-                try:
-                    return (await client.get("/readyz")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await wait_until(ready, lambda s: s == 200, timeout=120, every=0.2)
-        yield Server(spec.name, base, port, schema, infra.database_url, session_factory(engine))
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-        await engine.dispose()
+        await asyncio.wait_for(process.wait(), timeout=20)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 @asynccontextmanager

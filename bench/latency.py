@@ -156,12 +156,12 @@ async def _hop_times(
         tiered = {k.decode(): (created, sent) for k, created, sent in rows}
     n = nstore.notifications
     async with notifications.sessions() as session:
-        rows = await session.execute(
+        first = await session.execute(
             select(n.c.customer_id, func.min(n.c.created_at))
             .where(n.c.template == "tier_upgrade_customer", n.c.customer_id.in_(ids))
             .group_by(n.c.customer_id)
         )
-        queued = {c: at - timedelta(seconds=offset) for c, at in rows}
+        queued = {c: at - timedelta(seconds=offset) for c, at in first}
     return {
         c: {"tiering": tiered[c][0], "relayed": tiered[c][1], "queued": queued[c]}
         for c in ids
