@@ -42,6 +42,7 @@ def _statement(
     columns: tuple[str, ...],
     conflict: tuple[str, ...] | None,
     update: tuple[tuple[str, str], ...] | None,
+    update_where: str | None,
     returning: tuple[str, ...],
 ) -> TextClause:
     arrays = ", ".join(f"CAST(:{c} AS {_array_type(table, c)})" for c in columns)
@@ -51,6 +52,8 @@ def _statement(
         if update:
             sets = ", ".join(f"{c} = {expr}" for c, expr in update)
             sql += f" ON CONFLICT {target} DO UPDATE SET {sets}"
+            if update_where:
+                sql += f" WHERE {update_where}"
         else:
             sql += f" ON CONFLICT {target} DO NOTHING"
     if returning:
@@ -66,12 +69,14 @@ async def bulk_insert(
     conflict: Sequence[str] | None = None,
     update: Sequence[str] = (),
     update_sql: Mapping[str, str] | None = None,
+    update_where: str | None = None,
     returning: Sequence[str] = (),
 ) -> list[Any]:
     """Insert `rows` (all with the same keys) in one statement; upsert when `conflict` is given.
 
     `update` lists columns set from the proposed row on conflict (`col = excluded.col`);
-    `update_sql` gives other assignments as SQL (e.g. a CASE keeping an old value).
+    `update_sql` gives other assignments as SQL (e.g. a CASE keeping an old value);
+    `update_where` (SQL) limits the update to the conflicting rows it holds for.
     Without `update`/`update_sql`, conflicting rows are skipped. Returns RETURNING rows.
     """
     if not rows:
@@ -83,6 +88,7 @@ async def bulk_insert(
         columns,
         tuple(conflict) if conflict is not None else None,
         assignments or None,
+        update_where,
         tuple(returning),
     )
     params = {c: [row[c] for row in rows] for c in columns}

@@ -195,18 +195,20 @@ sandbox_messages = Table(
 # --- recipients replica ----------------------------------------------------------------
 
 
+_CUSTOMER_COLUMNS = tuple(c.name for c in customers.columns if c.name != "customer_id")
+
+
 async def save_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Upsert profile snapshots; an older snapshot never overwrites a newer one."""
     if not rows:
         return
-    stmt = pg_insert(customers).values(list(rows))
-    columns = [c.name for c in customers.columns if c.name != "customer_id"]
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[customers.c.customer_id],
-            set_={c: stmt.excluded[c] for c in columns},
-            where=customers.c.as_of <= stmt.excluded.as_of,
-        )
+    await bulk_insert(
+        session,
+        customers,
+        rows,
+        conflict=("customer_id",),
+        update=_CUSTOMER_COLUMNS,
+        update_where="customers.as_of <= excluded.as_of",
     )
 
 
