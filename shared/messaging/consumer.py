@@ -2,7 +2,9 @@
 
 Guarantees (DESIGN.md, "Processing guarantees"):
 - a batch's inbox records, state changes and outgoing events commit in one transaction;
-- offsets are committed only after that transaction commits;
+- offsets are committed only after that transaction commits — at most every
+  `commit_interval` while records keep coming, at once when the consumer goes idle, stops
+  or loses partitions (a record read again after a crash is a duplicate for the inbox);
 - a message that can never be processed is dead-lettered (through the outbox) and the
   consumer carries on; a transient fault is retried with backoff and nothing is committed.
 """
@@ -57,6 +59,7 @@ class _Assignment(ConsumerRebalanceListener):
         self._runner = runner
 
     async def on_partitions_revoked(self, revoked: object) -> None:
+        await self._runner.commit_processed()  # the next owner starts after what we did
         self._runner.assignment_changed.set()
 
     async def on_partitions_assigned(self, assigned: object) -> None:
@@ -85,6 +88,7 @@ class ConsumerRunner:
         max_handler_attempts: int = 3,
         group_id: str | None = None,
         member: int = 0,
+        commit_interval: float = 0.5,
     ) -> None:
         self.service = service
         self.subscription = subscription
@@ -95,6 +99,9 @@ class ConsumerRunner:
         self._bootstrap = bootstrap_servers
         self._batch_size = batch_size
         self._max_attempts = max_handler_attempts
+        self._commit_interval = commit_interval
+        self._processed: dict[TopicPartition, int] = {}  # next offsets, not yet committed
+        self._last_commit = 0.0
         self._kafka: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.assignment_changed = asyncio.Event()
@@ -145,22 +152,32 @@ class ConsumerRunner:
                 batches = await self._kafka.getmany(timeout_ms=200, max_records=self._batch_size)
                 records = [r for part in batches.values() for r in part]
                 if not records:
+                    await self.commit_processed()
                     await self._record_lag()
                     continue
                 if not await self._process([self._decode(r) for r in records]):
-                    return  # stopping mid-retry: leave the batch uncommitted
-                await self._commit(records)
+                    break  # stopping mid-retry: leave this batch uncommitted
+                self._mark_processed(records)
+                if time.monotonic() - self._last_commit >= self._commit_interval:
+                    await self.commit_processed()
                 await self._record_lag()
+            await self.commit_processed()
         finally:
             await self._kafka.stop()
             self._kafka = None
 
-    async def _commit(self, records: Sequence[Record]) -> None:
-        assert self._kafka is not None
-        offsets: dict[TopicPartition, int] = {}
+    def _mark_processed(self, records: Sequence[Record]) -> None:
+        """Offsets after records whose transaction committed, to be committed to the group."""
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+            self._processed[tp] = max(self._processed.get(tp, 0), r.offset + 1)
+
+    async def commit_processed(self) -> None:
+        """Commit the offsets of the processed records to the group (if any are pending)."""
+        offsets, self._processed = self._processed, {}
+        self._last_commit = time.monotonic()
+        if not offsets or self._kafka is None:
+            return
         try:
             await self._kafka.commit(offsets)
         except CommitFailedError as exc:
