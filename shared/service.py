@@ -83,6 +83,7 @@ class Runtime:
                 uow=self.uow,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 batch_size=settings.consumer_batch_size,
+                fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
                 group_id=self._group_id(sub),
                 member=member,
             )

@@ -26,6 +26,12 @@ class StewardSettings(BaseSettings):
     steward_kafka_idempotence: bool = False
     steward_log_level: str = "INFO"
     consumer_batch_size: int = Field(default=1000, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        description="How long the broker may hold a fetch for which it has no records: the "
+        "delay a quiet topic adds per hop, against the polling load of idle consumers",
+    )
     consumer_concurrency: int = Field(
         default=1,
         ge=1,

@@ -89,6 +89,7 @@ class ConsumerRunner:
         group_id: str | None = None,
         member: int = 0,
         commit_interval: float = 0.5,
+        fetch_max_wait_ms: int = 20,
     ) -> None:
         self.service = service
         self.subscription = subscription
@@ -100,6 +101,7 @@ class ConsumerRunner:
         self._batch_size = batch_size
         self._max_attempts = max_handler_attempts
         self._commit_interval = commit_interval
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._processed: dict[TopicPartition, int] = {}  # next offsets, not yet committed
         self._last_commit = 0.0
         self._kafka: AIOKafkaConsumer | None = None
@@ -142,7 +144,7 @@ class ConsumerRunner:
             client_id=self.member_name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_poll_records=self._batch_size,
         )
         self._kafka.subscribe(list(self.subscription.topics), listener=_Assignment(self))
