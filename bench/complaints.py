@@ -18,12 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 
 from bench.kit import Server, percentile, service_process, wait_until
 from services.complaints import store
 from services.complaints.app import SPEC as COMPLAINTS
-from services.complaints.domain import TIMER_SLA, Filing, file_complaint, grade, sla_timer_key
+from services.complaints.domain import (
+    TIMER_SLA,
+    Complaint,
+    Filing,
+    ScheduleTimer,
+    file_complaint,
+    grade,
+    sla_timer_key,
+)
 from services.complaints.settings import ComplaintsSettings
 from shared.contracts.topics import SLA_BREACHED
 from shared.db import asyncpg_dsn
@@ -33,9 +40,11 @@ from shared.testing.kafka import count_records
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def complaints_server(infra: Infrastructure) -> AbstractAsyncContextManager[Server]:
-    """The complaints service in its own process, on a new schema, consumers at topic ends."""
-    return service_process(COMPLAINTS, infra)
+def complaints_server(
+    infra: Infrastructure, replicas: int = 1
+) -> AbstractAsyncContextManager[Server]:
+    """The complaints service as `replicas` processes on a new schema, consumers at topic ends."""
+    return service_process(COMPLAINTS, infra, replicas=replicas)
 
 
 # --- POST /complaints at 32 concurrent clients --------------------------------------------
@@ -55,13 +64,14 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def post_complaints(server: Server, clients: int, seconds: float) -> dict[str, Any]:
-    """Each client files complaints back to back on its own keep-alive connection."""
+    """Each client files complaints back to back on its own keep-alive connection; the
+    clients are spread evenly over the replicas, as a load balancer would."""
     token = server.token("staff", employee_id="E001", department="customer_service")
     latencies: list[float] = []
     failures: dict[int, int] = {}
     stop_at = 0.0
 
-    def request(n: int) -> bytes:
+    def request(n: int, port: int) -> bytes:
         body = json.dumps(
             {
                 "customer_id": f"CB{n % 50_000:06d}",
@@ -72,19 +82,20 @@ async def post_complaints(server: Server, clients: int, seconds: float) -> dict[
             }
         ).encode()
         head = (
-            f"POST /complaints HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"POST /complaints HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
 
     async def client(k: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        port = server.ports[k % len(server.ports)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         n = k
         try:
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
-                writer.write(request(n))
+                writer.write(request(n, port))
                 status = await _read_response(reader)
                 latencies.append(time.perf_counter() - started)
                 if status != 201:
@@ -110,30 +121,34 @@ async def post_complaints(server: Server, clients: int, seconds: float) -> dict[
 # --- mass SLA breaches --------------------------------------------------------------------
 
 
-def _seed_rows(count: int, now: datetime) -> tuple[list[str], list[tuple[Any, ...]], datetime]:
-    """Complaint rows and their response-breach timers, cloned from one domain-built complaint."""
+def _seed_rows(count: int, due_at: datetime) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Complaint rows whose response deadline is `due_at`, cloned from one complaint the
+    domain filed (received that long before)."""
     policy = ComplaintsSettings(
         kafka_bootstrap_servers="x", database_url="x", steward_jwt_secret="x" * 32
     ).policy()
-    filing = Filing(
-        complaint_ref="BENCH-TEMPLATE",
-        customer_id="C-TEMPLATE",
-        channel="branch",
-        category="fees",
-        description="Charged twice for the annual card fee",
-        amount_involved=None,
-        received_by="E001",
-        branch_id="B001",
-        received_at=now,
-    )
-    grading = grade(filing.category, filing.channel, None, None, False, policy)
-    complaint, instructions = file_complaint("TEMPLATE", filing, grading, False, policy)
-    [breach] = [
-        i
-        for i in instructions
-        if getattr(i, "key", "") == sla_timer_key("TEMPLATE", "response", "breach_1", 0)
-    ]
-    template = store._row(complaint, now)
+
+    def filed(received_at: datetime) -> tuple[Complaint, datetime]:
+        filing = Filing(
+            complaint_ref="BENCH-TEMPLATE",
+            customer_id="C-TEMPLATE",
+            channel="branch",
+            category="fees",
+            description="Charged twice for the annual card fee",
+            amount_involved=None,
+            received_by="E001",
+            branch_id="B001",
+            received_at=received_at,
+        )
+        grading = grade(filing.category, filing.channel, None, None, False, policy)
+        complaint, instructions = file_complaint("TEMPLATE", filing, grading, False, policy)
+        key = sla_timer_key("TEMPLATE", "response", "breach_1", 0)
+        [breach] = [i for i in instructions if isinstance(i, ScheduleTimer) and i.key == key]
+        return complaint, breach.due_at
+
+    _, due = filed(due_at)
+    complaint, _ = filed(due_at - (due - due_at))
+    template = store._row(complaint, due_at)
     columns = list(template)
     run = uuid.uuid4().hex[:6]
     complaints = []
@@ -148,48 +163,37 @@ def _seed_rows(count: int, now: datetime) -> tuple[list[str], list[tuple[Any, ..
             | {k: row[k] for k in ("complaint_id", "complaint_ref", "customer_id")}
         )
         complaints.append(tuple(row[c] for c in columns))
-    return columns, complaints, breach.due_at  # type: ignore[union-attr]
+    return columns, complaints
 
 
 async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict[str, Any]:
-    """Seed `count` complaints due at one instant, move the clock past it, time the breaches."""
+    """Seed `count` complaints whose response deadline has just passed, then their timers in
+    one statement (so all fall due at once, for every replica, on real time); time from that
+    commit until every SlaBreached is published."""
     conn = await asyncpg.connect(
         asyncpg_dsn(infra.database_url), server_settings={"search_path": server.schema}
     )
     try:
-        now = await conn.fetchval("SELECT now()")
+        due_at = await conn.fetchval("SELECT now()")
         seeded = time.perf_counter()
-        columns, rows, due_at = _seed_rows(count, now)
+        columns, rows = _seed_rows(count, due_at)
         complaint_ids = [r[0] for r in rows]
         await conn.copy_records_to_table("complaints", records=rows, columns=columns)
-        await conn.copy_records_to_table(
-            "timers",
-            records=[
-                (
-                    TIMER_SLA,
-                    sla_timer_key(cid, "response", "breach_1", 0),
-                    due_at,
-                    json.dumps({"complaint_id": cid, "clock": "response", "level": "breach_1"}),
-                )
-                for cid in complaint_ids
-            ],
-            columns=["kind", "key", "due_at", "payload"],
-        )
         seed_seconds = time.perf_counter() - seeded
         before = await count_records(infra.bootstrap_servers, SLA_BREACHED)
-        admin = {"Authorization": f"Bearer {server.token('admin')}"}
-        async with httpx.AsyncClient(base_url=server.base_url) as client:
-            clock = await client.post(
-                "/admin/clock", json={"advance_seconds": 0.001}, headers=admin
+        timers = [
+            (
+                TIMER_SLA,
+                sla_timer_key(cid, "response", "breach_1", 0),
+                due_at,
+                json.dumps({"complaint_id": cid, "clock": "response", "level": "breach_1"}),
             )
-            clock.raise_for_status()
-            server_now = datetime.fromisoformat(clock.json()["now"])
-            advance = (due_at - server_now).total_seconds() + 1
-            started = time.perf_counter()
-            response = await client.post(
-                "/admin/clock", json={"advance_seconds": advance}, headers=admin
-            )
-            response.raise_for_status()
+            for cid in complaint_ids
+        ]
+        started = time.perf_counter()
+        await conn.copy_records_to_table(
+            "timers", records=timers, columns=["kind", "key", "due_at", "payload"]
+        )
 
         async def published() -> int:
             return int(
@@ -214,5 +218,4 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
         "seed_seconds": seed_seconds,
         "on_topic": on_topic,
         "escalated": int(escalated),
-        "advance_hours": advance / 3600,
     }

@@ -171,6 +171,7 @@ class Server:
     schema: str
     database_url: str
     sessions: async_sessionmaker[AsyncSession]
+    ports: tuple[int, ...]  # of every replica (the first is `port`)
 
     def token(self, role: str, **claims: Any) -> str:
         return mint_token(TEST_JWT_SECRET, role=role, **claims)  # type: ignore[arg-type]
@@ -219,7 +220,8 @@ async def service_process(
             *(_until_ready(spec, p, port) for p, port in zip(processes, ports, strict=True))
         )
         base = f"http://127.0.0.1:{ports[0]}"
-        yield Server(spec.name, base, ports[0], schema, infra.database_url, session_factory(engine))
+        sessions = session_factory(engine)
+        yield Server(spec.name, base, ports[0], schema, infra.database_url, sessions, tuple(ports))
     finally:
         await asyncio.gather(*(_stop_process(p) for p in processes))
         await engine.dispose()
