@@ -14,11 +14,4 @@ def serve(spec: ServiceSpec) -> None:
     settings = spec.settings()
     configure_logging(spec.name, settings.steward_log_level)
     app = create_app(spec, settings)
-    uvicorn.run(
-        app,
-        host="0.0.0.0",
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        loop=__import__("os").environ.get("XLOOP", "auto"),
-    )
+    uvicorn.run(app, host="0.0.0.0", port=settings.port, log_config=None, access_log=False)
