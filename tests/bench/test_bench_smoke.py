@@ -28,6 +28,13 @@ def test_quick_benchmark_completes_and_verifies(tmp_path: Path) -> None:
     assert result["mode"] == "quick"
     assert result["checks"], "the benchmark verified nothing"
     assert all(result["checks"].values()), result["checks"]
-    for section in ("tiering / min(raw a, raw b)", "e2e latency p99", "POST /complaints"):
-        assert result["figures"][section]["value"] > 0
+    figures = (
+        "tiering x1 / min(raw a, raw b)",
+        "tiering x2 / min(raw a, raw b)",
+        "e2e latency p99",
+        "x1 POST /complaints",
+        "x2 POST /complaints",
+    )
+    for figure in figures:
+        assert result["figures"][figure]["value"] > 0
     assert result["figures"]["notifications via sandbox"]["value"] > 0
