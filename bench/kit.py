@@ -15,22 +15,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.clock import DevClock
 from shared.contracts.topics import TOPICS
 from shared.db import create_engine, session_factory
 from shared.devstack.broker import free_port
 from shared.service import ServiceSpec
 from shared.tables import outbox
+from shared.testing.backlog import start_at_now
 from shared.testing.infra import Infrastructure
 from shared.testing.services import (
     TEST_JWT_SECRET,
@@ -43,63 +41,12 @@ from shared.web.auth import mint_token
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def group_ids(spec: ServiceSpec, schema: str) -> dict[str, tuple[str, ...]]:
-    """Consumer group → topics of a service instance on `schema` (as Runtime names them)."""
-    settings = spec.settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        database_url="postgresql+asyncpg://x@127.0.0.1:1/x",
-        steward_jwt_secret="x" * 32,
-        steward_env="dev",
-        schema_name=schema,
-    )
-    # wire() only reads settings and builds handlers; nothing connects.
-    rt = SimpleNamespace(settings=settings, state={}, sessions=None, clock=DevClock())
-    wiring = spec.wire(rt)  # type: ignore[arg-type]
-    return {f"{spec.name}.{s.name}@{schema}": tuple(s.topics) for s in wiring.subscriptions}
-
-
-async def skip_backlog(bootstrap: str, group: str, topics: Sequence[str]) -> int:
-    """Commit `group` past everything already on `topics`, so a new instance starts at "now".
-
-    Offsets are found by reading to the end (ListOffsets is unreliable on the embedded
-    broker); returns how many records were skipped.
-    """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, fetch_max_wait_ms=20
-    )
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        last: dict[TopicPartition, int] = {}
-        count = idle = 0
-        while idle < 3:
-            batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
-            for tp, records in batches.items():
-                if records:
-                    last[tp] = records[-1].offset
-                    count += len(records)
-            idle = 0 if any(batches.values()) else idle + 1
-        if last:
-            await consumer.commit({tp: OffsetAndMetadata(o + 1, "") for tp, o in last.items()})
-        return count
-    finally:
-        await consumer.stop()
-
-
 @asynccontextmanager
 async def fresh_service(
     spec: ServiceSpec, infra: Infrastructure, **overrides: Any
 ) -> AsyncIterator[RunningService]:
     """A service instance in a new schema whose consumers start at the current topic ends."""
     schema = f"{spec.name}_b{uuid.uuid4().hex[:6]}"
-    for group, topics in group_ids(spec, schema).items():
-        await skip_backlog(infra.bootstrap_servers, group, topics)
     settings = service_settings(spec, infra, schema=schema, **overrides)
     async with running_service(spec, settings) as svc:
         yield svc
@@ -210,8 +157,7 @@ async def service_process(
     first). Consumers start at the topic ends unless `from_start`."""
     schema = f"{spec.name}_b{uuid.uuid4().hex[:6]}"
     if not from_start:
-        for group, topics in group_ids(spec, schema).items():
-            await skip_backlog(infra.bootstrap_servers, group, topics)
+        await start_at_now(spec, service_settings(spec, infra, schema=schema))
     ports = [free_port() for _ in range(replicas)]
     processes = [await _start_process(spec, infra, schema, port) for port in ports]
     engine = create_engine(infra.database_url, schema, application_name="bench")

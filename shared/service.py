@@ -35,6 +35,13 @@ class Wiring:
     timer_handlers: dict[str, TimerHandler] = field(default_factory=dict)
 
 
+def group_id(service: str, subscription: str, schema: str) -> str:
+    """`<service>.<consumer>`; an instance on another schema (tests, side-by-side runs)
+    keeps its own state, so it gets its own group instead of half the partitions."""
+    group = f"{service}.{subscription}"
+    return group if schema == service else f"{group}@{schema}"
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """A service, described: name, settings, migrations, wiring and HTTP routes."""
@@ -84,7 +91,7 @@ class Runtime:
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 batch_size=settings.consumer_batch_size,
                 fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-                group_id=self._group_id(sub),
+                group_id=group_id(spec.name, sub.name, self.schema),
                 member=member,
             )
             for sub in wiring.subscriptions
@@ -94,12 +101,6 @@ class Runtime:
             service=spec.name, uow=self.uow, clock=self.clock, handlers=wiring.timer_handlers
         )
         self._tasks: list[asyncio.Task[None]] = []
-
-    def _group_id(self, subscription: Subscription) -> str:
-        """`<service>.<consumer>`; an instance on another schema (tests, side-by-side runs)
-        keeps its own state, so it gets its own group instead of half the partitions."""
-        group = f"{self.name}.{subscription.name}"
-        return group if self.schema == self.name else f"{group}@{self.schema}"
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate, connect the producer, then start the background loops."""

@@ -8,10 +8,35 @@ Groups that have committed offsets already (a restarted instance) are left alone
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+
+from shared.clock import DevClock
+from shared.service import ServiceSpec, group_id
+from shared.settings import StewardSettings
+
+
+def consumer_groups(spec: ServiceSpec, settings: StewardSettings) -> dict[str, tuple[str, ...]]:
+    """Consumer group → topics of a service instance, learnt without starting or connecting
+    anything: wiring only reads settings and builds handlers."""
+    runtime = SimpleNamespace(settings=settings, state={}, sessions=None, clock=DevClock())
+    wiring = spec.wire(runtime)  # type: ignore[arg-type]
+    schema = settings.schema_name or spec.name
+    return {group_id(spec.name, s.name, schema): tuple(s.topics) for s in wiring.subscriptions}
+
+
+async def start_at_now(spec: ServiceSpec, settings: StewardSettings) -> None:
+    """Skip the backlog for every consumer group of a service instance (see the module)."""
+    await asyncio.gather(
+        *(
+            skip_backlog(settings.kafka_bootstrap_servers, group, topics)
+            for group, topics in consumer_groups(spec, settings).items()
+        )
+    )
 
 
 async def skip_backlog(bootstrap_servers: str, group: str, topics: Sequence[str]) -> int:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from shared.service import Runtime, ServiceSpec
 from shared.settings import StewardSettings
-from shared.testing.backlog import skip_backlog
+from shared.testing.backlog import start_at_now
 from shared.testing.infra import Infrastructure
 from shared.web.app import create_app
 from shared.web.auth import Role, mint_token
@@ -67,14 +67,7 @@ async def running_service(
     """
     app = create_app(spec, settings, migrate=migrate)
     if from_now:
-        probe = Runtime(spec, settings)  # only to learn the group ids; never started
-        await asyncio.gather(
-            *(
-                skip_backlog(settings.kafka_bootstrap_servers, c.group_id, c.subscription.topics)
-                for c in probe.consumers
-            )
-        )
-        await probe.engine.dispose()
+        await start_at_now(spec, settings)
     async with app.router.lifespan_context(app):
         rt: Runtime = app.state.runtime
         if wait_assigned:
