@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -210,7 +211,8 @@ async def _until_ready(spec: ServiceSpec, process: asyncio.subprocess.Process, p
 
 
 async def _stop_process(process: asyncio.subprocess.Process) -> None:
-    process.send_signal(signal.SIGINT)
+    with contextlib.suppress(ProcessLookupError):  # it may have died already: say why, not this
+        process.send_signal(signal.SIGINT)
     try:
         await asyncio.wait_for(process.wait(), timeout=20)
     except TimeoutError:
