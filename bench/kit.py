@@ -111,15 +111,19 @@ async def wait_until(probe: Any, done: Any, *, timeout: float, every: float = 0.
 
 @dataclass
 class Server:
-    """A service running as its own OS process (uvicorn), as in production, on its own schema."""
+    """A service running as its own OS processes (uvicorn), as in production, on its own
+    schema: one per replica, each on its own port."""
 
     name: str
-    base_url: str
-    port: int
+    ports: tuple[int, ...]
     schema: str
     database_url: str
     sessions: async_sessionmaker[AsyncSession]
-    ports: tuple[int, ...]  # of every replica (the first is `port`)
+
+    @property
+    def base_url(self) -> str:
+        """The first replica's address (admin calls, metrics)."""
+        return f"http://127.0.0.1:{self.ports[0]}"
 
     def token(self, role: str, **claims: Any) -> str:
         return mint_token(TEST_JWT_SECRET, role=role, **claims)  # type: ignore[arg-type]
@@ -154,8 +158,8 @@ async def service_process(
     spec: ServiceSpec, infra: Infrastructure, *, replicas: int = 1, from_start: bool = False
 ) -> AsyncIterator[Server]:
     """`python -m services.<name>` on a new schema, as in production: `replicas` processes
-    sharing the schema and the consumer groups (each on its own port, the Server is the
-    first). Consumers start at the topic ends unless `from_start`."""
+    sharing the schema and the consumer groups, each on its own port. Consumers start at
+    the topic ends unless `from_start`."""
     schema = f"{spec.name}_b{uuid.uuid4().hex[:6]}"
     if not from_start:
         await start_at_now(spec, service_settings(spec, infra, schema=schema))
@@ -166,9 +170,7 @@ async def service_process(
         await asyncio.gather(
             *(_until_ready(spec, p, port) for p, port in zip(processes, ports, strict=True))
         )
-        base = f"http://127.0.0.1:{ports[0]}"
-        sessions = session_factory(engine)
-        yield Server(spec.name, base, ports[0], schema, infra.database_url, sessions, tuple(ports))
+        yield Server(spec.name, tuple(ports), schema, infra.database_url, session_factory(engine))
     finally:
         await asyncio.gather(*(_stop_process(p) for p in processes))
         await engine.dispose()
