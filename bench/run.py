@@ -353,6 +353,7 @@ async def measure_complaints(infra: Infrastructure, scale: Scale, report: Report
                 higher_is_better=False,
             )
             report.add(f"{x} breaches published", breach["per_second"], "events/s")
+            report.add(f"  {x} of which until every timer fired", breach["fired_seconds"], "s")
             report.check(
                 f"complaints {x}: one SlaBreached per complaint on the topic, each escalated",
                 breach["on_topic"] == breach["escalated"] == scale.breaches,

@@ -17,20 +17,28 @@ _pool = b""
 _taken = 0
 
 
-def new_uuid() -> uuid.UUID:
-    """A fresh random UUID (version 4), as `uuid.uuid4()` would give."""
+# The variant digit of a version 4 UUID: the two high bits of its nibble are 10.
+_VARIANT = {f"{n:x}": f"{n & 0x3 | 0x8:x}" for n in range(16)}
+
+
+def new_id() -> str:
+    """A fresh random UUID (version 4) in its text form, the form ids are stored and sent in.
+
+    Formatted from the random bytes directly: `str(uuid.UUID(...))` costs three times as
+    much, and every emitted event draws one.
+    """
     global _pool, _taken
     with _lock:
         if _taken >= len(_pool):
             _pool, _taken = os.urandom(_POOL_BYTES), 0
-        raw = _pool[_taken : _taken + 16]
+        h = _pool[_taken : _taken + 16].hex()
         _taken += 16
-    return uuid.UUID(bytes=raw, version=4)
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-def new_id() -> str:
-    """`str(new_uuid())`: the text form ids are stored and sent in."""
-    return str(new_uuid())
+def new_uuid() -> uuid.UUID:
+    """A fresh random UUID (version 4), as `uuid.uuid4()` would give."""
+    return uuid.UUID(new_id())
 
 
 def _forget_pool() -> None:

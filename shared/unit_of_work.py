@@ -33,8 +33,8 @@ class Tx:
 
     def emit(
         self, topic: str, data: Contract, *, key: str, causation: Envelope[Any] | None = None
-    ) -> Envelope[Any]:
-        """Queue an event; published by the relay after commit."""
+    ) -> str:
+        """Queue an event; published by the relay after commit. Returns its event id."""
         return self.outbox.emit(topic, data, key=key, causation=causation)
 
     async def schedule(

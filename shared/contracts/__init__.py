@@ -1,6 +1,14 @@
 """Event contracts: envelope, payload models and topic registry (see docs/events.md)."""
 
-from shared.contracts.envelope import BadEvent, Envelope, envelope, headers_for, parse_event
+from shared.contracts.envelope import (
+    BadEvent,
+    Envelope,
+    encode_envelope,
+    envelope,
+    event_headers,
+    parse_event,
+    timestamp_json,
+)
 from shared.contracts.topics import TOPICS, Topic, dead_letter_topic
 from shared.contracts.types import Contract, Money, Timestamp
 
@@ -13,7 +21,9 @@ __all__ = [
     "Timestamp",
     "Topic",
     "dead_letter_topic",
+    "encode_envelope",
     "envelope",
-    "headers_for",
+    "event_headers",
     "parse_event",
+    "timestamp_json",
 ]

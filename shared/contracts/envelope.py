@@ -8,7 +8,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.contracts.topics import TOPICS
 from shared.contracts.types import Contract, Timestamp
@@ -117,10 +118,47 @@ def envelope(
     )
 
 
-def headers_for(env: Envelope[Any]) -> list[tuple[str, str]]:
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+
+
+def timestamp_json(at: datetime) -> orjson.Fragment:
+    """An aware timestamp in the envelope's JSON form, to encode many envelopes with."""
+    if at.tzinfo is None:
+        raise ValueError("occurred_at must be timezone-aware")
+    return orjson.Fragment(_TIMESTAMP.dump_json(at))
+
+
+def encode_envelope(
+    data: Contract,
+    *,
+    event_id: str,
+    event_type: str,
+    producer: str,
+    occurred_at: orjson.Fragment,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+) -> bytes:
+    """The wire form of a new envelope: byte for byte what `Envelope.model_dump_json()`
+    gives, without building the envelope model (the outbox's hot path: a third of the
+    time of firing 100,000 SLA timers went into building and dumping envelopes)."""
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "schema_version": 1,
+            "occurred_at": occurred_at,
+            "producer": producer,
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
+            "data": orjson.Fragment(data.__pydantic_serializer__.to_json(data)),
+        }
+    )
+
+
+def event_headers(event_type: str, event_id: str, schema_version: int = 1) -> list[tuple[str, str]]:
     """Kafka headers that repeat the envelope's identity (as text; encoded when produced)."""
     return [
-        ("event_type", env.event_type),
-        ("event_id", str(env.event_id)),
-        ("schema_version", str(env.schema_version)),
+        ("event_type", event_type),
+        ("event_id", event_id),
+        ("schema_version", str(schema_version)),
     ]

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bulk import bulk_insert, json_text
-from shared.contracts import Contract, Envelope, envelope, headers_for
+from shared.contracts import Contract, Envelope, encode_envelope, event_headers, timestamp_json
 from shared.contracts.topics import TOPICS
+from shared.ids import new_id
 from shared.tables import outbox
 
 
@@ -31,6 +33,7 @@ class Outbox:
         self._session = session
         self._producer = producer
         self._now = now
+        self._occurred_at: orjson.Fragment | None = None  # `now` as JSON, at the first emit
         self._pending: list[OutgoingMessage] = []
 
     def emit(
@@ -40,22 +43,27 @@ class Outbox:
         *,
         key: str,
         causation: Envelope[Any] | None = None,
-    ) -> Envelope[Any]:
-        """Queue an event on `topic`; it is published only if the transaction commits."""
+    ) -> str:
+        """Queue an event on `topic`; it is published only if the transaction commits.
+        Returns the new event's id."""
         spec = TOPICS[topic]
         if not isinstance(data, spec.payload):
             raise TypeError(f"{topic} carries {spec.payload.__name__}, not {type(data).__name__}")
-        event = envelope(
+        if self._occurred_at is None:
+            self._occurred_at = timestamp_json(self._now)
+        event_id = new_id()
+        value = encode_envelope(
             data,
+            event_id=event_id,
             event_type=spec.event_type,
             producer=self._producer,
-            occurred_at=self._now,
+            occurred_at=self._occurred_at,
             causation_id=str(causation.event_id) if causation else None,
             correlation_id=causation.correlation_id if causation else None,
         )
-        value = event.model_dump_json().encode()
-        self.add(OutgoingMessage(topic, key.encode(), value, headers_for(event)))
-        return event
+        headers = event_headers(spec.event_type, event_id)
+        self.add(OutgoingMessage(topic, key.encode(), value, headers))
+        return event_id
 
     def add(self, message: OutgoingMessage) -> None:
         """Queue a raw message (dead letters keep the original value untouched)."""

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from shared.contracts import BadEvent, Envelope, envelope, parse_event
+from shared.contracts import (
+    BadEvent,
+    Envelope,
+    encode_envelope,
+    envelope,
+    parse_event,
+    timestamp_json,
+)
 from shared.contracts import events as ev
 from shared.contracts.docs import render
 from shared.contracts.topics import BALANCE_CHANGED, TOPICS
@@ -83,6 +90,31 @@ def test_round_trip_through_the_wire_format(topic: str):
     received = parse_event(topic, sent.model_dump_json().encode())
     assert received == sent
     assert received.data == SAMPLES[topic]
+
+
+@pytest.mark.parametrize("topic", sorted(SAMPLES))
+@pytest.mark.parametrize(
+    "at",
+    [NOW, datetime(2026, 11, 22, 13, 5, 7, 250, tzinfo=timezone(timedelta(hours=8)))],
+    ids=["utc", "beijing-with-microseconds"],
+)
+def test_the_outbox_encoding_is_the_envelope_models_json(topic: str, at: datetime):
+    spec = TOPICS[topic]
+    sent = envelope(
+        SAMPLES[topic], event_type=spec.event_type, producer="t", occurred_at=at,
+        causation_id="cause-1", correlation_id="投诉-1",
+    )  # fmt: skip
+    encoded = encode_envelope(
+        SAMPLES[topic], event_id=str(sent.event_id), event_type=spec.event_type, producer="t",
+        occurred_at=timestamp_json(at), causation_id="cause-1", correlation_id="投诉-1",
+    )  # fmt: skip
+    assert encoded == sent.model_dump_json().encode()
+    assert parse_event(topic, encoded) == sent
+
+
+def test_the_outbox_encoding_refuses_a_naive_timestamp():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        timestamp_json(datetime(2026, 11, 22, 13, 5))  # noqa: DTZ001 - naive on purpose
 
 
 def _balance_event(**data: Any) -> dict[str, Any]:
