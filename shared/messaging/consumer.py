@@ -89,7 +89,7 @@ class ConsumerRunner:
         group_id: str | None = None,
         member: int = 0,
         commit_interval: float = 0.5,
-        fetch_max_wait_ms: int = 20,
+        fetch_max_wait_ms: int = 200,
     ) -> None:
         self.service = service
         self.subscription = subscription
