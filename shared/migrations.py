@@ -21,6 +21,19 @@ def create_platform_tables() -> None:
     create_platform_objects(op.get_bind())
 
 
+def index_pending_timers_in_claim_order() -> None:
+    """Pending timers indexed on (due_at, id), the order the timer worker claims them in
+    (schemas created before it had due_at alone); the index of a new schema already is."""
+    op.execute("DROP INDEX IF EXISTS timers_pending")
+    op.execute("CREATE INDEX timers_pending ON timers (due_at, id) WHERE fired_at IS NULL")
+
+
+def index_pending_timers_by_due_time() -> None:
+    """Reverse of index_pending_timers_in_claim_order."""
+    op.execute("DROP INDEX IF EXISTS timers_pending")
+    op.execute("CREATE INDEX timers_pending ON timers (due_at) WHERE fired_at IS NULL")
+
+
 def create_rate_limit_table() -> None:
     """Create the rate-limit counters (for services that limit per customer)."""
     rate_limit_metadata.create_all(op.get_bind())

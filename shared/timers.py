@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from shared.bulk import any_of
 from shared.clock import Clock, DevClock
@@ -41,6 +41,18 @@ class DueTimer:
 
 
 TimerHandler = Callable[[Tx, list[DueTimer]], Awaitable[None]]
+
+
+def claim_statement(kinds: Iterable[str], now: datetime, limit: int) -> Select[Any]:
+    """The due timers of these kinds, oldest first, locked; those another worker holds are
+    skipped. Served by the `timers_pending` index in this order, it reads `limit` rows."""
+    return (
+        select(timers.c.id, timers.c.kind, timers.c.key, timers.c.due_at, timers.c.payload)
+        .where(timers.c.fired_at.is_(None), timers.c.due_at <= now, any_of(timers.c.kind, kinds))
+        .order_by(timers.c.due_at, timers.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
 
 
 class TimerWorker:
@@ -107,19 +119,8 @@ class TimerWorker:
             return await self._fire_singly()
 
     async def _claim(self, tx: Tx, *, limit: int | None = None) -> list[DueTimer]:
-        rows = (
-            await tx.session.execute(
-                select(timers.c.id, timers.c.kind, timers.c.key, timers.c.due_at, timers.c.payload)
-                .where(
-                    timers.c.fired_at.is_(None),
-                    timers.c.due_at <= tx.now,
-                    any_of(timers.c.kind, self._handlers),
-                )
-                .order_by(timers.c.due_at, timers.c.id)
-                .limit(limit or self._batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        claim = claim_statement(self._handlers, tx.now, limit or self._batch_size)
+        rows = (await tx.session.execute(claim)).all()
         return [DueTimer(r.id, r.kind, r.key, r.due_at, r.payload) for r in rows]
 
     async def _dispatch(self, tx: Tx, due: list[DueTimer]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
@@ -125,8 +126,8 @@ class OutboxRelay:
                 .where(any_of(outbox.c.id, (row.id for row in rows)))
                 .values(sent_at=func.now())
             )
-        for row in rows:
-            OUTBOX_PUBLISHED.labels(self.service, row.topic).inc()
+        for topic, count in Counter(row.topic for row in rows).items():
+            OUTBOX_PUBLISHED.labels(self.service, topic).inc(count)
         return len(rows)
 
     async def purge(self) -> tuple[int, int]:
