@@ -4,17 +4,13 @@ Revision ID: 0002
 Revises: 0001
 """
 
-from shared.migrations import index_pending_timers_by_due_time, index_pending_timers_in_claim_order
+# The platform tables are the same in every service: so is this step (shared.migrations).
+from shared.migrations import index_pending_timers_by_due_time as downgrade
+from shared.migrations import index_pending_timers_in_claim_order as upgrade
+
+__all__ = ["downgrade", "upgrade"]
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-
-def upgrade() -> None:
-    index_pending_timers_in_claim_order()
-
-
-def downgrade() -> None:
-    index_pending_timers_by_due_time()
