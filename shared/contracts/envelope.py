@@ -139,8 +139,8 @@ def encode_envelope(
     correlation_id: str | None = None,
 ) -> bytes:
     """The wire form of a new envelope: byte for byte what `Envelope.model_dump_json()`
-    gives, without building the envelope model (the outbox's hot path: a third of the
-    time of firing 100,000 SLA timers went into building and dumping envelopes)."""
+    gives, without building the envelope model (the outbox's hot path, three events per
+    SLA breach: 8.6 µs per event instead of 10.7)."""
     return orjson.dumps(
         {
             "event_id": event_id,
