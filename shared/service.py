@@ -52,6 +52,10 @@ class ServiceSpec:
     wire: Callable[[Runtime], Wiring]
     routers: tuple[APIRouter, ...] = ()
 
+    def schema(self, settings: StewardSettings) -> str:
+        """The Postgres schema an instance keeps its state in: its own name unless set."""
+        return settings.schema_name or self.name
+
 
 class Runtime:
     """Everything one running service process holds; started and stopped by the app lifespan."""
@@ -60,7 +64,7 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.name = spec.name
-        self.schema = settings.schema_name or spec.name
+        self.schema = spec.schema(settings)
         self.clock: Clock = DevClock() if settings.is_dev else Clock()
         self.engine = create_engine(
             settings.database_url, self.schema, application_name=f"steward-{spec.name}"

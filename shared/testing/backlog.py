@@ -25,7 +25,7 @@ def consumer_groups(spec: ServiceSpec, settings: StewardSettings) -> dict[str, t
     anything: wiring only reads settings and builds handlers."""
     runtime = SimpleNamespace(settings=settings, state={}, sessions=None, clock=DevClock())
     wiring = spec.wire(runtime)  # type: ignore[arg-type]
-    schema = settings.schema_name or spec.name
+    schema = spec.schema(settings)
     return {group_id(spec.name, s.name, schema): tuple(s.topics) for s in wiring.subscriptions}
 
 
