@@ -6,9 +6,9 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shared.devstack.broker import EmbeddedBroker, free_port
@@ -70,3 +70,25 @@ def test_infrastructure() -> Iterator[Infrastructure]:
 
         asyncio.run(create_topics(bootstrap))
         yield Infrastructure(database_url, bootstrap, database_source, broker_source)
+
+
+@asynccontextmanager
+async def empty_broker(infra: Infrastructure) -> AsyncIterator[Infrastructure]:
+    """The same infrastructure with a new, empty embedded broker (topics created).
+
+    The embedded broker keeps every batch in memory and its fetches slow down as a partition
+    holds more of them; a measurement that must not inherit an earlier one's records runs on
+    its own. An external broker (KAFKA_BOOTSTRAP_SERVERS, testcontainers) is used as it is.
+    """
+    if infra.broker_source != "embedded":
+        yield infra
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="steward-broker-"))
+    broker = EmbeddedBroker(free_port(), workdir / "broker.log")
+    try:
+        bootstrap = await asyncio.to_thread(broker.start)
+        await create_topics(bootstrap)
+        yield replace(infra, bootstrap_servers=bootstrap)
+    finally:
+        await asyncio.to_thread(broker.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
