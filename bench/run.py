@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select, text
 
 from bench import complaints, latency, notify
+from bench.cpu import CpuUse, cpu_use
 from bench.kit import percentile, service_process, wait_until
 from bench.workload import Workload, balance_workload
 from services.tiering.app import SPEC as TIERING
@@ -83,6 +84,17 @@ class Report:
             verdict += "meets" if meets else "MISSES"
         self.figures[name] = figure
         print(f"  {name:<56} {value:>12,.{_digits(value)}f} {unit:<9}{verdict}", flush=True)
+
+    def cpu(self, section: str, use: CpuUse) -> None:
+        """Record and print the cores each role used during a section."""
+        self.figures[f"cpu during {section}"] = {
+            "value": round(use.busy, 2),
+            "unit": "cores",
+            "of": os.cpu_count(),
+            "by_role": {name: round(cores, 2) for name, cores in use.cores.items()},
+        }
+        roles = ", ".join(f"{name} {cores:.2f}" for name, cores in use.cores.items())
+        print(f"  cpu during {section}: {use.busy:.2f} of {os.cpu_count()} cores ({roles})")
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks[name] = ok
@@ -258,7 +270,7 @@ async def measure(
     print(f"  load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     # Each section gets an empty embedded broker: its fetches slow down with every batch a
     # partition holds (measured: 500 msg/s tailed from a partition of 10,000 one-record
-    # batches took 106 % of a core, against 16 % when empty), so a section would otherwise
+    # batches took 106 % of a core, 16 % when empty), so a section on a shared broker would
     # pay for the records of the sections before it.
     if "tiering" in sections:
         async with empty_broker(infra) as own:
@@ -295,7 +307,9 @@ async def measure_tiering(infra: Infrastructure, scale: Scale, report: Report) -
 
     await produce_all(infra.bootstrap_servers, BALANCE_CHANGED, workload.messages)
     for replicas in SCALE_OUT:
-        tiering = await tiering_throughput(infra, workload, report, replicas)
+        async with cpu_use() as cpu:
+            tiering = await tiering_throughput(infra, workload, report, replicas)
+        report.cpu(f"tiering x{replicas}", cpu)
         report.add(
             f"tiering pipeline, {replicas} process{'es' if replicas > 1 else ''}",
             tiering,
@@ -316,10 +330,13 @@ async def measure_latency(infra: Infrastructure, scale: Scale, report: Report) -
         f"== 3. end-to-end latency: {scale.latency_rate}/s for {scale.latency_seconds} s, "
         f"{100 // latency.PROBE_EVERY}% tier-crossing"
     )
-    result = await latency.end_to_end(
-        infra,
-        latency.LatencyScale(scale.latency_rate, scale.latency_seconds, scale.latency_background),
-    )
+    async with cpu_use() as cpu:
+        result = await latency.end_to_end(
+            infra,
+            latency.LatencyScale(
+                scale.latency_rate, scale.latency_seconds, scale.latency_background
+            ),
+        )
     figures = latency.summary(result)
     report.add("publisher's achieved rate", result.sent_rate, "events/s")
     report.add("e2e latency p50", figures["p50"], "ms")
@@ -340,6 +357,7 @@ async def measure_latency(infra: Infrastructure, scale: Scale, report: Report) -
         figures["count"] == result.expected,
         f"({figures['count']} of {result.expected})",
     )
+    report.cpu("latency (setup included)", cpu)
 
 
 async def measure_complaints(infra: Infrastructure, scale: Scale, report: Report) -> None:
@@ -352,7 +370,8 @@ async def measure_complaints(infra: Infrastructure, scale: Scale, report: Report
     for replicas in SCALE_OUT:
         x = f"x{replicas}"
         async with complaints.complaints_server(infra, replicas) as server:
-            breach = await complaints.mass_breach(infra, server, scale.breaches)
+            async with cpu_use() as cpu:
+                breach = await complaints.mass_breach(infra, server, scale.breaches)
             report.add(
                 f"{x} {scale.breaches:,} breaches → SlaBreached published",
                 breach["seconds"],
@@ -367,7 +386,9 @@ async def measure_complaints(infra: Infrastructure, scale: Scale, report: Report
                 breach["on_topic"] == breach["escalated"] == scale.breaches,
                 f"(on topic {breach['on_topic']}, escalated {breach['escalated']})",
             )
-            api = await complaints.post_complaints(server, scale.api_clients, scale.api_seconds)
+            report.cpu(f"{x} breaches (seeding included)", cpu)
+            async with cpu_use() as api_cpu:
+                api = await complaints.post_complaints(server, scale.api_clients, scale.api_seconds)
             report.add(f"{x} POST /complaints", api["rps"], "req/s", target=1500)
             report.add(f"{x} POST /complaints p50", api["p50_ms"], "ms")
             report.add(f"{x} POST /complaints p99", api["p99_ms"], "ms")
@@ -376,18 +397,21 @@ async def measure_complaints(infra: Infrastructure, scale: Scale, report: Report
                 not api["failures"] and api["requests"] > 0,
                 f"({api['requests']} requests, failures {api['failures']})",
             )
+            report.cpu(f"{x} POST /complaints", api_cpu)
 
 
 async def measure_notifications(infra: Infrastructure, scale: Scale, report: Report) -> None:
     """5: a burst of CallbackDue events through the sandbox provider."""
     print(f"== 5. notifications: burst of {scale.callbacks:,} CallbackDue")
-    result = await notify.burst(infra, scale.callbacks)
+    async with cpu_use() as cpu:
+        result = await notify.burst(infra, scale.callbacks)
     report.add("notifications via sandbox", result["per_second"], "msg/s", target=2000)
     report.check(
         "notifications: every callback sent once through the sandbox",
         result["sandbox_messages"] == result["sent"] == scale.callbacks,
         f"(sandbox {result['sandbox_messages']}, sent {result['sent']}, {result['statuses']})",
     )
+    report.cpu("notifications burst", cpu)
 
 
 def cli() -> None:

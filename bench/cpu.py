@@ -1,0 +1,98 @@
+"""Where the machine's cores went during a section: CPU time per role, read from the OS.
+
+A figure that misses its target on a small machine needs this beside it: on two cores the
+broker, Postgres, the services and the load generator share the same CPUs, and the
+throughput of one is the CPU the others leave it. Every process on the machine is sampled
+(psutil), grouped by role, and reported in cores (CPU seconds per second of the span).
+"bench process" is the load generator, plus any service a section runs in-process (the
+notifications burst does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+import psutil
+
+SAMPLE_EVERY = 0.5  # seconds; a process that ends between samples loses at most this much
+
+
+def role(process: psutil.Process, bench_pid: int) -> str:
+    """What a process is, for the report: broker, postgres, a service, the load generator."""
+    if process.pid == bench_pid:
+        return "bench process"
+    name = process.info["name"] or ""
+    cmdline = process.info["cmdline"] or []
+    if name.startswith("tansu"):
+        return "broker"
+    if name.startswith("postgres"):
+        return "postgres"
+    for i, part in enumerate(cmdline[:-1]):
+        if part == "-m" and cmdline[i + 1].startswith("services."):
+            return f"service {cmdline[i + 1].removeprefix('services.')}"
+    return "other"
+
+
+@dataclass
+class CpuUse:
+    """Cores used per role over a measured span (filled in when the span ends)."""
+
+    seconds: float = 0.0
+    cores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> float:
+        return sum(self.cores.values())
+
+
+@asynccontextmanager
+async def cpu_use() -> AsyncIterator[CpuUse]:
+    """Sample every process's CPU time while the block runs; the result is complete on exit."""
+    bench_pid = os.getpid()
+    seen: dict[int, tuple[str, float]] = {}  # pid → (role, CPU seconds at the last sample)
+    spent: Counter[str] = Counter()
+
+    def sample(first: bool) -> None:
+        for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+            times = process.info["cpu_times"]
+            if times is None:
+                continue
+            total = times.user + times.system
+            known = seen.get(process.pid)
+            if known is None:
+                # Present at the start: count from now. Started since: count all its time.
+                seen[process.pid] = (role(process, bench_pid), total)
+                if not first:
+                    spent[seen[process.pid][0]] += total
+                continue
+            spent[known[0]] += total - known[1]
+            seen[process.pid] = (known[0], total)
+
+    async def sampler() -> None:
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY)
+            await asyncio.to_thread(sample, False)
+
+    result = CpuUse()
+    await asyncio.to_thread(sample, True)
+    started = time.perf_counter()
+    task = asyncio.create_task(sampler())
+    try:
+        yield result
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(sample, False)
+        result.seconds = time.perf_counter() - started
+        result.cores = {
+            name: value / result.seconds
+            for name, value in sorted(spent.items(), key=lambda item: -item[1])
+            if value > 0
+        }
