@@ -85,16 +85,16 @@ class Report:
         self.figures[name] = figure
         print(f"  {name:<56} {value:>12,.{_digits(value)}f} {unit:<9}{verdict}", flush=True)
 
-    def cpu(self, section: str, use: CpuUse) -> None:
-        """Record and print the cores each role used during a section."""
-        self.figures[f"cpu during {section}"] = {
+    def cpu(self, span: str, use: CpuUse) -> None:
+        """Record and print the cores each role used over one measured span."""
+        self.figures[f"cpu during {span}"] = {
             "value": round(use.busy, 2),
             "unit": "cores",
             "of": os.cpu_count(),
             "by_role": {name: round(cores, 2) for name, cores in use.cores.items()},
         }
         roles = ", ".join(f"{name} {cores:.2f}" for name, cores in use.cores.items())
-        print(f"  cpu during {section}: {use.busy:.2f} of {os.cpu_count()} cores ({roles})")
+        print(f"  cpu during {span}: {use.busy:.2f} of {os.cpu_count()} cores ({roles})")
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks[name] = ok
