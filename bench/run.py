@@ -269,9 +269,9 @@ async def measure(
     """Every measurement (or the chosen sections), side by side, on one infrastructure."""
     print(f"  load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     # Each section gets an empty embedded broker: its fetches slow down with every batch a
-    # partition holds (measured: 500 msg/s tailed from a partition of 10,000 one-record
-    # batches took 106 % of a core, 16 % when empty), so a section on a shared broker would
-    # pay for the records of the sections before it.
+    # partition holds (`python -m bench.broker`: 500 msg/s tailed from a partition of 10,000
+    # one-record batches took 93 to 106 % of a core, 16 % when empty), so a section on a shared
+    # broker would pay for the records of the sections before it.
     if "tiering" in sections:
         async with empty_broker(infra) as own:
             raw = await measure_tiering(own, scale, report)

@@ -41,6 +41,11 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.advertised_port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._process.pid if self._process else None
+
     def start(self) -> str:
         """Start the broker and wait until it accepts connections; returns its address."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,97 @@
+"""How the embedded broker's cost grows with the record batches a partition holds.
+
+python -m bench.broker             # 0, 5,000 and 10,000 stored one-record batches
+python -m bench.broker 0 20000     # chosen sizes
+
+For each size: an empty broker, a one-partition topic filled with that many one-record
+batches (one produce request each, as a producer with linger 0 sends a steady stream), then
+1,000 messages at 500/s tailed by a consumer with the services' fetch settings. Prints the
+broker's CPU (share of one core) and the consumer's latency. The benchmark runs each section
+on an empty broker because of what this shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.kit import percentile
+from shared.devstack.broker import EmbeddedBroker, free_port
+from shared.devstack.topics import TopicDefinition, create_topics
+from shared.settings import StewardSettings
+
+TOPIC = "bench.broker-growth"
+RATE = 500
+MESSAGES = 1000
+
+
+async def tail(bootstrap: str, producer: AIOKafkaProducer) -> list[float]:
+    """Latencies (s) of MESSAGES sent at RATE/s to a consumer tailing the topic."""
+    wait = StewardSettings.model_fields["consumer_fetch_max_wait_ms"].default
+    consumer = AIOKafkaConsumer(
+        TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=wait
+    )
+    await consumer.start()
+    try:
+        while await consumer.getmany(timeout_ms=300):
+            pass  # at the end of the topic
+        latencies: list[float] = []
+
+        async def receive() -> None:
+            while len(latencies) < MESSAGES:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    latencies.extend(time.time() - float(r.value or b"0") for r in records)
+
+        receiving = asyncio.create_task(receive())
+        started = time.perf_counter()
+        for n in range(MESSAGES):
+            await asyncio.sleep(max(0.0, started + n / RATE - time.perf_counter()))
+            await producer.send(TOPIC, f"{time.time():.6f}".encode())
+        await receiving
+        return latencies
+    finally:
+        await consumer.stop()
+
+
+async def probe(stored: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="steward-broker-probe-") as workdir:
+        broker = EmbeddedBroker(free_port(), Path(workdir) / "broker.log")
+        bootstrap = broker.start()
+        try:
+            await create_topics(bootstrap, [TopicDefinition(TOPIC, 1, 1, 3_600_000)])
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+            await producer.start()
+            try:
+                for _ in range(stored):
+                    await producer.send_and_wait(TOPIC, b"0")  # one batch per request
+                assert broker.pid is not None
+                process = psutil.Process(broker.pid)
+                before, started = sum(process.cpu_times()[:2]), time.perf_counter()
+                latencies = [s * 1000 for s in await tail(bootstrap, producer)]
+                cpu = (sum(process.cpu_times()[:2]) - before) / (time.perf_counter() - started)
+            finally:
+                await producer.stop()
+        finally:
+            broker.stop()
+    print(
+        f"  {stored:>7,} stored batches: broker {100 * cpu:5.1f} % of a core, latency "
+        f"p50 {percentile(latencies, 50):5.1f} ms, p99 {percentile(latencies, 99):5.1f} ms",
+        flush=True,
+    )
+
+
+def cli() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [0, 5_000, 10_000]
+    print(f"Embedded broker: tailing {MESSAGES:,} messages at {RATE}/s from one partition")
+    for stored in sizes:
+        asyncio.run(probe(stored))
+
+
+if __name__ == "__main__":
+    cli()
