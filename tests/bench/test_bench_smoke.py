@@ -38,3 +38,20 @@ def test_quick_benchmark_completes_and_verifies(tmp_path: Path) -> None:
     for figure in figures:
         assert result["figures"][figure]["value"] > 0
     assert result["figures"]["notifications via sandbox"]["value"] > 0
+    spans = [f for name, f in result["figures"].items() if name.startswith("cpu during ")]
+    # tiering x1 and x2, latency, breaches and POST on x1 and x2, the notification burst
+    assert len(spans) == 8, list(result["figures"])
+    assert all(span["by_role"] and span["value"] > 0 for span in spans), spans
+
+
+def test_broker_probe_completes() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.broker", "0", "100"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    measured = [line for line in run.stdout.splitlines() if "stored batches" in line]
+    assert len(measured) == 2, run.stdout
