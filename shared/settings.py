@@ -30,8 +30,9 @@ class StewardSettings(BaseSettings):
         default=200,
         ge=1,
         description="How long the broker may hold a fetch for which it has no records. The "
-        "embedded broker answers a held fetch soon after records arrive (median 15 ms at 200); "
-        "idle consumers polling every 20 ms kept it at a third of a core (see README)",
+        "embedded broker at 200: a lone record reached an idle consumer after a median 15 ms, a "
+        "steady 500/s stream after p50 50 ms, p99 104 ms; idle consumers polling every 20 ms "
+        "kept it at a third of a core (see README)",
     )
     consumer_concurrency: int = Field(
         default=1,
