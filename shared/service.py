@@ -101,9 +101,12 @@ class Runtime:
             for sub in wiring.subscriptions
             for member in range(settings.consumer_concurrency)
         ]
-        self.timers = TimerWorker(
-            service=spec.name, uow=self.uow, clock=self.clock, handlers=wiring.timer_handlers
-        )
+        self.timers = [
+            TimerWorker(
+                service=spec.name, uow=self.uow, clock=self.clock, handlers=wiring.timer_handlers
+            )
+            for _ in range(settings.timer_concurrency)
+        ]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, *, migrate: bool = True) -> None:
@@ -113,7 +116,7 @@ class Runtime:
         await self._start_producer()
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("relay", self.relay.run),
-            ("timers", self.timers.run),
+            *((f"timers-{n}", t.run) for n, t in enumerate(self.timers)),
             *((c.member_name, c.run) for c in self.consumers),
         ]
         self._tasks = [
@@ -126,7 +129,8 @@ class Runtime:
         for consumer in self.consumers:
             consumer.stop()
         self.relay.stop()
-        self.timers.stop()
+        for worker in self.timers:
+            worker.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.producer.stop()
         await self.engine.dispose()

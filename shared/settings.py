@@ -41,6 +41,12 @@ class StewardSettings(BaseSettings):
         "partitions: one batch's database work overlaps another's decoding. Keep replicas times "
         "this ≤ the partitions of the service's topics (an idle member is not ready)",
     )
+    timer_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Timer workers in one process, claiming due timers with SKIP LOCKED as "
+        "replicas do: one batch's handler runs while another's SQL is in Postgres",
+    )
     outbox_batch_size: int = Field(default=1000, ge=1)
     retention_hours: float = Field(
         default=72, gt=0, description="How long sent outbox rows and inbox ids are kept"
