@@ -45,7 +45,13 @@ class Producer:
         await self._kafka.stop()
 
     async def send_all(self, messages: Iterable[Message]) -> None:
-        """Produce messages in their order and wait until the broker acknowledged them all.
+        """Produce messages in their order and wait until the broker acknowledged them all."""
+        await (await self.enqueue(messages))
+
+    async def enqueue(self, messages: Iterable[Message]) -> asyncio.Future[list[object]]:
+        """Queue messages in their order; returns when they are queued, with a future of the
+        broker's acknowledgement of them all. Messages queued later follow them on every
+        partition, so the next batch can be queued before this one is acknowledged.
 
         They are packed into record batches per partition, partitioned by key as aiokafka's
         `send` would: one future per batch instead of one per message (the relay's hot path).
@@ -68,7 +74,7 @@ class Producer:
                     raise ValueError(f"a message of {len(value)} bytes does not fit a batch")
         for (topic, partition), batch in open_batches.items():
             acks.append(await self._kafka.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*acks)
+        return asyncio.gather(*acks)
 
     async def connected(self) -> bool:
         """True when the broker answers a metadata request."""

@@ -2,8 +2,10 @@
 
 One relay per schema publishes at a time (a transaction-scoped advisory lock), so rows go
 out in id order and per-key order holds across replicas. It wakes on the outbox trigger's
-NOTIFY and polls as a fallback. A crash between publish and mark re-publishes: consumers
-de-duplicate on event_id.
+NOTIFY and polls as a fallback. A transaction publishes up to a few batches back to back:
+while the broker acknowledges one, the next is read and queued behind it, and a batch is
+marked sent once acknowledged. A crash before the commit re-publishes those batches:
+consumers de-duplicate on event_id.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class OutboxRelay:
         producer: Producer,
         database_url: str,
         batch_size: int = 1000,
+        batches_per_transaction: int = 4,
         retention: timedelta = timedelta(days=7),
         poll_interval: float = 1.0,
         purge_interval: float = 300.0,
@@ -52,6 +55,7 @@ class OutboxRelay:
         self._producer = producer
         self._dsn = asyncpg_dsn(database_url)
         self._batch_size = batch_size
+        self._batches_per_transaction = batches_per_transaction
         self._retention = retention
         self._poll_interval = poll_interval
         self._purge_interval = purge_interval
@@ -91,44 +95,72 @@ class OutboxRelay:
             await asyncio.gather(listener, return_exceptions=True)
 
     async def publish_batch(self) -> int:
-        """Publish the oldest unsent rows (up to a batch); return how many were published."""
+        """Publish the oldest unsent rows, up to a few batches in one transaction; return how
+        many were published (fewer than a batch: nothing more is waiting)."""
         self._wake.clear()
+        published: Counter[str] = Counter()
         async with self._sessions() as session, session.begin():
             locked = await session.scalar(
                 select(func.pg_try_advisory_xact_lock(func.hashtext(f"outbox.{self.schema}")))
             )
             if not locked:
                 return 0
-            rows = (
-                await session.execute(
-                    select(
-                        outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers
-                    )
-                    .where(outbox.c.sent_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(self._batch_size)
-                )
-            ).all()
-            if not rows:
+            await self._publish_batches(session, published)
+            if not published:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
-                return 0
-            await self._producer.send_all(
-                (
-                    row.topic,
-                    row.key,
-                    row.value,
-                    [(name, value.encode()) for name, value in row.headers],
-                )
-                for row in rows
-            )
-            await session.execute(
-                update(outbox)
-                .where(any_of(outbox.c.id, (row.id for row in rows)))
-                .values(sent_at=func.now())
-            )
-        for topic, count in Counter(row.topic for row in rows).items():
+        for topic, count in published.items():
             OUTBOX_PUBLISHED.labels(self.service, topic).inc(count)
-        return len(rows)
+        return published.total()
+
+    async def _publish_batches(self, session: AsyncSession, published: Counter[str]) -> None:
+        """Read and queue batch n+1 while the broker acknowledges batch n, then mark n sent."""
+        after = 0
+        queued: list[tuple[list[Any], asyncio.Future[list[object]]]] = []
+        try:
+            for _ in range(self._batches_per_transaction):
+                rows = await self._unsent(session, after)
+                if rows:
+                    after = rows[-1].id
+                    acks = await self._producer.enqueue(
+                        (r.topic, r.key, r.value, [(n, v.encode()) for n, v in r.headers])
+                        for r in rows
+                    )
+                    queued.append((rows, acks))
+                if len(queued) > 1:  # the batch before: acknowledged by now, most likely
+                    await self._mark_sent(session, *queued.pop(0), published)
+                if len(rows) < self._batch_size:
+                    break
+            while queued:
+                await self._mark_sent(session, *queued.pop(0), published)
+        finally:
+            for _, acks in queued:  # left by a failure: the rollback has them sent again
+                acks.add_done_callback(_retrieve)
+
+    async def _unsent(self, session: AsyncSession, after: int) -> list[Any]:
+        """The next batch of unsent rows past id `after`, oldest first."""
+        query = (
+            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+            .where(outbox.c.sent_at.is_(None), outbox.c.id > after)
+            .order_by(outbox.c.id)
+            .limit(self._batch_size)
+        )
+        return list((await session.execute(query)).all())
+
+    async def _mark_sent(
+        self,
+        session: AsyncSession,
+        rows: list[Any],
+        acks: asyncio.Future[list[object]],
+        published: Counter[str],
+    ) -> None:
+        """Once the broker acknowledged every row of a batch, mark the batch sent."""
+        await acks
+        await session.execute(
+            update(outbox)
+            .where(any_of(outbox.c.id, (row.id for row in rows)))
+            .values(sent_at=func.now())
+        )
+        published.update(row.topic for row in rows)
 
     async def purge(self) -> tuple[int, int]:
         """Delete sent outbox rows and inbox ids older than the retention."""
@@ -169,6 +201,12 @@ class OutboxRelay:
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+
+def _retrieve(acks: asyncio.Future[list[object]]) -> None:
+    """Take a future's outcome that nobody awaits any more (no 'never retrieved' warning)."""
+    if not acks.cancelled():
+        acks.exception()
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

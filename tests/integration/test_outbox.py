@@ -115,3 +115,46 @@ async def test_per_key_order_is_preserved(probe, tier_topic):
     for record in records:
         sequences[record.key].append(int(value_of(record)["data"]["total_balance"]))
     assert all(seq == list(range(60)) for seq in sequences.values()), sequences
+
+
+async def test_relay_publishes_several_batches_per_transaction_in_order(infra, tier_topic):
+    """Batch n+1 is queued before batch n is acknowledged: order per key still holds, each
+    row goes out once and is marked sent, and a transaction stops at its batch limit."""
+    schema = f"relay_{uuid.uuid4().hex[:8]}"
+    await make_probe_schema(infra, schema)
+    engine = create_engine(infra.database_url, schema, application_name="test-relay")
+    sessions = session_factory(engine)
+    uow = UnitOfWork(sessions, DevClock(), "probe")
+    customers = [f"B-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for n in range(20):
+        async with uow() as tx:
+            for customer in customers:
+                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+
+    producer = Producer(infra.bootstrap_servers, idempotence=False, client_id="test-relay")
+    await producer.start()
+    relay = OutboxRelay(
+        service="probe",
+        schema=schema,
+        sessions=sessions,
+        producer=producer,
+        database_url=infra.database_url,
+        batch_size=7,
+        batches_per_transaction=4,
+    )
+    try:
+        assert [await relay.publish_batch() for _ in range(4)] == [28, 28, 4, 0]
+        wanted = {c.encode() for c in customers}
+        records = await tier_topic.wait_for(lambda r: r.key in wanted, count=60)
+        sequences: dict[bytes, list[int]] = defaultdict(list)
+        for record in records:
+            sequences[record.key].append(int(value_of(record)["data"]["total_balance"]))
+        assert all(seq == list(range(20)) for seq in sequences.values()), sequences
+        async with sessions() as session:
+            unsent = await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            )
+        assert unsent == 0
+    finally:
+        await producer.stop()
+        await engine.dispose()
