@@ -22,9 +22,11 @@ from services.complaints.domain import (
     InvalidCommand,
 )
 from services.complaints.handlers import (
+    ApiFiling,
     Command,
     ComplaintNotFound,
     DuplicateComplaintRef,
+    Filed,
     IdempotencyKeyReused,
 )
 from services.complaints.settings import ComplaintsSettings
@@ -44,6 +46,7 @@ from services.complaints.views import (
     stats_view,
 )
 from shared.contracts.events import ComplaintStatus, Severity
+from shared.group_commit import GroupCommit
 from shared.service import Runtime
 from shared.web.app import RuntimeDep
 from shared.web.auth import (
@@ -133,20 +136,18 @@ async def file_complaint(
     """File a complaint (customer app or staff desk); `Idempotency-Key` makes retries safe."""
     if who.role not in ("customer", "staff"):
         raise ApiError(403, "forbidden", f"role {who.role!r} may not file complaints")
+    request = ApiFiling(
+        _filing(body, who, rt, rt.clock.now()),
+        principal=who.subject,
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash(body) if idempotency_key else "",
+    )
+    filings: GroupCommit[ApiFiling, Filed] = rt.state["filings"]
     with domain_errors():
-        async with rt.uow() as tx:
-            complaint, replayed = await handlers.file_from_api(
-                tx,
-                _filing(body, who, rt, tx.now),
-                _policy(rt),
-                principal=who.subject,
-                idempotency_key=idempotency_key,
-                request_hash=_request_hash(body),
-                limit=rt.state["filing_limit"],
-            )
-    if replayed:
+        filed = await filings.submit(request)
+    if filed.replayed:
         response.status_code = 200
-    return complaint_view(complaint, tx.now, detail=True)
+    return complaint_view(filed.complaint, filed.at, detail=True)
 
 
 @router.get("/complaints/stats", response_model=ComplaintStats)

@@ -9,12 +9,14 @@ from services.complaints.api import router
 from services.complaints.domain import TIMER_CALLBACK, TIMER_SLA
 from services.complaints.handlers import (
     FileComplaintsFromChannels,
+    FileFromApi,
     apply_tier_changes,
     fire_callback_timers,
     fire_sla_timers,
 )
 from services.complaints.settings import ComplaintsSettings
 from shared.contracts.topics import COMPLAINT_FILED, TIER_CHANGED
+from shared.group_commit import GroupCommit
 from shared.messaging.consumer import Subscription
 from shared.ratelimit import RateLimit
 from shared.service import Runtime, ServiceSpec, Wiring
@@ -25,9 +27,9 @@ def wire(rt: Runtime) -> Wiring:
     assert isinstance(settings, ComplaintsSettings)
     policy = settings.policy()
     rt.state["policy"] = policy
-    rt.state["filing_limit"] = RateLimit(
-        settings.complaints_filing_limit_per_hour, timedelta(hours=1)
-    )
+    # POST /complaints: concurrent requests are filed together, in shared transactions.
+    filing_limit = RateLimit(settings.complaints_filing_limit_per_hour, timedelta(hours=1))
+    rt.state["filings"] = GroupCommit(rt.uow, FileFromApi(policy, filing_limit))
     return Wiring(
         subscriptions=[
             Subscription("filings", (COMPLAINT_FILED,), FileComplaintsFromChannels(policy)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +46,7 @@ from shared.contracts.topics import (
 )
 from shared.ids import new_id
 from shared.messaging.consumer import RejectedEvent
-from shared.ratelimit import RateLimit, window_start
+from shared.ratelimit import Allowance, RateLimit, RateLimited
 from shared.timers import DueTimer
 from shared.unit_of_work import Tx
 
@@ -134,26 +135,23 @@ async def file_complaints(
     filings: Sequence[tuple[Filing, Envelope[Any] | None, str]],
     policy: ComplaintPolicy,
     *,
-    limit: tuple[str, RateLimit] | None = None,
-) -> list[Complaint | DuplicateComplaintRef]:
+    allowance: Allowance | None = None,
+) -> list[Complaint | DuplicateComplaintRef | RateLimited]:
     """File new complaints (filing, causing event, new id); a known complaint_ref is a duplicate.
 
-    `limit` = (bucket, rule) counts one use of that rate-limit bucket first (RateLimited past it).
+    With an `allowance`, each filing takes one use of its customer's filing bucket first
+    (refused past the limit).
     """
     if not filings:
         return []
-    count_use = None if limit is None else (limit[0], window_start(tx.now, limit[1].window))
     context = await store.filing_context(
         tx.session,
         (f.complaint_ref for f, _, _ in filings),
         (f.customer_id for f, _, _ in filings),
         store.since_for_repeats((f.received_at for f, _, _ in filings), policy.repeat_window_days),
-        count_use=count_use,
     )
-    if limit is not None:
-        ratelimit.check(limit[0], limit[1], tx.now, context.rate_limit_count)
     existing, tiers, earlier = context.ids_by_ref, context.tiers, context.past
-    results: list[Complaint | DuplicateComplaintRef] = []
+    results: list[Complaint | DuplicateComplaintRef | RateLimited] = []
     filed: list[Complaint] = []
     timers: list[TimerInstruction] = []
     for filing, event, complaint_id in filings:
@@ -161,6 +159,10 @@ async def file_complaints(
             results.append(
                 DuplicateComplaintRef(filing.complaint_ref, existing[filing.complaint_ref])
             )
+            continue
+        refused = allowance.take(filing_bucket(filing.customer_id)) if allowance else None
+        if refused is not None:
+            results.append(refused)
             continue
         repeat = is_repeat(filing.customer_id, filing.category, filing.received_at, earlier, policy)
         grading = grade(
@@ -183,41 +185,105 @@ async def file_complaints(
     return results
 
 
-async def file_from_api(
-    tx: Tx,
-    filing: Filing,
-    policy: ComplaintPolicy,
-    *,
-    principal: str,
-    idempotency_key: str | None,
-    request_hash: str,
-    limit: RateLimit | None = None,
-) -> tuple[Complaint, bool]:
-    """File one complaint from the API; a retried Idempotency-Key returns (earlier, True).
+def filing_bucket(customer_id: str) -> str:
+    """The rate-limit bucket of a customer's filings through the API."""
+    return f"complaint-filing:{customer_id}"
 
-    Filings per customer are rate-limited (`limit`): every filing can trigger an SMS, so
-    an unlimited API would let anyone pump messages to a number.
+
+@dataclass(frozen=True)
+class ApiFiling:
+    """One POST /complaints: the filing, who asks, and its Idempotency-Key if any."""
+
+    filing: Filing
+    principal: str
+    idempotency_key: str | None
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class Filed:
+    """A POST /complaints answered: the complaint, whether it is an earlier one replayed
+    for a retried Idempotency-Key, and the transaction's time."""
+
+    complaint: Complaint
+    replayed: bool
+    at: datetime
+
+
+@dataclass
+class FileFromApi:
+    """Batch handler of POST /complaints (run by a GroupCommit): files the requests of one
+    transaction, each refused alone (rate limit, duplicate ref, reused key) if it must be.
+
+    Filings are rate-limited per customer (`limit`): every filing can trigger an SMS, so
+    an unlimited API would let anyone pump messages to a number. A retried
+    Idempotency-Key returns the earlier complaint, as replayed; a key's claim is kept only
+    if its request filed a complaint.
     """
-    complaint_id = new_id()
-    if idempotency_key:
-        held = await store.claim_idempotency_key(
-            tx.session, principal, idempotency_key, request_hash, complaint_id, tx.now
+
+    policy: ComplaintPolicy
+    limit: RateLimit | None = None
+
+    async def __call__(self, tx: Tx, requests: Sequence[ApiFiling]) -> list[Filed | Exception]:
+        ids = [new_id() for _ in requests]
+        claims = {
+            n: (r.principal, r.idempotency_key, r.request_hash, ids[n])
+            for n, r in enumerate(requests)
+            if r.idempotency_key
+        }
+        holders = await store.claim_idempotency_keys(tx.session, list(claims.values()), tx.now)
+        earlier = {  # request → (hash, complaint id) of the request that used its key before
+            n: holders[principal, key]
+            for n, (principal, key, _, complaint_id) in claims.items()
+            if holders[principal, key][1] != complaint_id
+        }
+        fresh = [n for n in range(len(requests)) if n not in earlier]
+        allowance = None
+        if self.limit is not None:
+            wanted = Counter(filing_bucket(requests[n].filing.customer_id) for n in fresh)
+            allowance = await ratelimit.claim(tx.session, self.limit, tx.now, wanted)
+        filings = [(requests[n].filing, None, ids[n]) for n in fresh]
+        results = await file_complaints(tx, filings, self.policy, allowance=allowance)
+        outcomes: dict[int, Filed | Exception] = {
+            n: Filed(result, False, tx.now) if isinstance(result, Complaint) else result
+            for n, result in zip(fresh, results, strict=True)
+        }
+        refused = [claims[n] for n in fresh if n in claims and not isinstance(outcomes[n], Filed)]
+        await store.release_idempotency_keys(tx.session, refused)
+        if allowance is not None:
+            await allowance.give_back_unused(tx.session)
+        outcomes |= await self._replays(tx, requests, ids, earlier, outcomes)
+        return [outcomes[n] for n in range(len(requests))]
+
+    @staticmethod
+    async def _replays(
+        tx: Tx,
+        requests: Sequence[ApiFiling],
+        ids: list[str],
+        earlier: dict[int, tuple[str, str]],
+        outcomes: dict[int, Filed | Exception],
+    ) -> dict[int, Filed | Exception]:
+        """Requests retrying a key: the earlier answer, or a refusal if the body changed."""
+        in_batch = {complaint_id: n for n, complaint_id in enumerate(ids)}
+        stored = await store.get_many(
+            tx.session, (cid for _, cid in earlier.values() if cid not in in_batch)
         )
-        if held is not None:
-            earlier_hash, earlier_id = held
-            if earlier_hash != request_hash:
-                raise IdempotencyKeyReused(
+        replays: dict[int, Filed | Exception] = {}
+        for n, (request_hash, complaint_id) in earlier.items():
+            first = outcomes.get(in_batch.get(complaint_id, -1))
+            if request_hash != requests[n].request_hash:
+                replays[n] = IdempotencyKeyReused(
                     "Idempotency-Key was already used with a different request body"
                 )
-            earlier = await store.get(tx.session, earlier_id)
-            if earlier is None:
-                raise ComplaintNotFound(earlier_id)
-            return earlier, True
-    bucket = None if limit is None else (f"complaint-filing:{filing.customer_id}", limit)
-    [result] = await file_complaints(tx, [(filing, None, complaint_id)], policy, limit=bucket)
-    if isinstance(result, DuplicateComplaintRef):
-        raise result
-    return result, False
+            elif isinstance(first, Filed):  # both in this batch: the first was filed
+                replays[n] = Filed(first.complaint, True, tx.now)
+            elif first is not None:  # ... and refused: so is the retry
+                replays[n] = first
+            elif complaint_id in stored:
+                replays[n] = Filed(stored[complaint_id], True, tx.now)
+            else:
+                replays[n] = ComplaintNotFound(complaint_id)
+        return replays
 
 
 def filing_of(data: ComplaintFiled) -> Filing:

@@ -32,7 +32,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.domain import OPEN, Complaint, PastComplaint
-from shared import ratelimit
 from shared.bulk import bulk_insert
 from shared.contracts.events import Tier
 
@@ -145,6 +144,9 @@ _LOAD_FOR_UPDATE = text(
     "ORDER BY complaint_id FOR UPDATE"
 )
 _GET = text("SELECT document::text FROM complaints WHERE complaint_id = :complaint_id")
+_GET_MANY = text(
+    "SELECT document::text FROM complaints WHERE complaint_id = ANY(CAST(:ids AS text[]))"
+)
 
 
 async def load_for_update(session: AsyncSession, ids: Iterable[str]) -> dict[str, Complaint]:
@@ -169,27 +171,20 @@ class FilingContext:
     ids_by_ref: dict[str, str]
     tiers: dict[str, Tier]
     past: list[PastComplaint]
-    rate_limit_count: int = 0
 
 
-# One round trip for the three lookups of a filing batch: (kind, a, b, received_at, uses).
-_LOOKUPS = """
-SELECT 'ref', complaint_ref, complaint_id, NULL::timestamptz, NULL::int
+# One round trip for the three lookups of a filing batch: (kind, a, b, received_at).
+_FILING_CONTEXT = text("""
+SELECT 'ref', complaint_ref, complaint_id, NULL::timestamptz
 FROM complaints WHERE complaint_ref = ANY(CAST(:refs AS text[]))
 UNION ALL
-SELECT 'tier', customer_id, tier, NULL::timestamptz, NULL::int
+SELECT 'tier', customer_id, tier, NULL::timestamptz
 FROM customer_tiers WHERE customer_id = ANY(CAST(:customers AS text[]))
 UNION ALL
-SELECT 'past', customer_id, category, received_at, NULL::int
+SELECT 'past', customer_id, category, received_at
 FROM complaints
 WHERE customer_id = ANY(CAST(:customers AS text[])) AND received_at >= :since
-"""
-_FILING_CONTEXT = text(_LOOKUPS)
-# The same, also counting one use of a rate-limit bucket (:bucket, :window_start).
-_FILING_CONTEXT_COUNTED = text(
-    f"WITH used AS ({ratelimit.USE_SQL})\n"
-    f"SELECT 'uses', NULL, NULL, NULL::timestamptz, count FROM used\nUNION ALL{_LOOKUPS}"
-)
+""")
 
 
 async def filing_context(
@@ -197,31 +192,21 @@ async def filing_context(
     refs: Iterable[str],
     customer_ids: Iterable[str],
     since: datetime,
-    *,
-    count_use: tuple[str, datetime] | None = None,
 ) -> FilingContext:
-    """Refs already filed (ref → id), customers' latest tiers, their complaints since `since`;
-    with `count_use` = (bucket, window start), also counts one use of that rate-limit bucket."""
+    """Refs already filed (ref → id), customers' latest tiers, their complaints since `since`."""
     params: dict[str, Any] = {
         "refs": sorted(set(refs)),
         "customers": sorted(set(customer_ids)),
         "since": since,
     }
-    if count_use is not None:
-        params["bucket"], params["window_start"] = count_use
-    rows = await session.execute(
-        _FILING_CONTEXT if count_use is None else _FILING_CONTEXT_COUNTED, params
-    )
     context = FilingContext({}, {}, [])
-    for kind, a, b, received_at, uses in rows:
+    for kind, a, b, received_at in await session.execute(_FILING_CONTEXT, params):
         if kind == "ref":
             context.ids_by_ref[a] = b
         elif kind == "tier":
             context.tiers[a] = b
-        elif kind == "past":
-            context.past.append(PastComplaint(a, b, received_at))
         else:
-            context.rate_limit_count = int(uses)
+            context.past.append(PastComplaint(a, b, received_at))
     return context
 
 
@@ -239,38 +224,70 @@ async def save_tiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
     )
 
 
-async def claim_idempotency_key(
-    session: AsyncSession,
-    principal: str,
-    key: str,
-    request_hash: str,
-    complaint_id: str,
-    now: datetime,
-) -> tuple[str, str] | None:
-    """Claim the key for this request; if taken, the (request_hash, complaint_id) it holds."""
-    inserted = await session.scalar(
-        pg_insert(idempotency_keys)
-        .values(
-            principal=principal,
-            idempotency_key=key,
-            request_hash=request_hash,
-            complaint_id=complaint_id,
-            created_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(idempotency_keys.c.complaint_id)
+# Who holds each wanted (principal, key) now: (request_hash, complaint_id).
+_KEY_HOLDERS = text(
+    "SELECT k.principal, k.idempotency_key, k.request_hash, k.complaint_id "
+    "FROM idempotency_keys k JOIN unnest(CAST(:principals AS text[]), CAST(:keys AS text[])) "
+    "AS w(principal, idempotency_key) USING (principal, idempotency_key)"
+)
+_RELEASE_KEYS = text(
+    "DELETE FROM idempotency_keys k USING unnest(CAST(:principals AS text[]), "
+    "CAST(:keys AS text[]), CAST(:complaint_ids AS text[])) AS w(principal, key, complaint_id) "
+    "WHERE k.principal = w.principal AND k.idempotency_key = w.key "
+    "AND k.complaint_id = w.complaint_id"
+)
+
+KeyClaim = tuple[str, str, str, str]  # principal, idempotency key, request hash, complaint id
+
+
+async def claim_idempotency_keys(
+    session: AsyncSession, claims: Sequence[KeyClaim], now: datetime
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """Claim each (principal, key) for its (request hash, complaint id); returns who holds
+    each key now: the claim itself, or the request that claimed it before."""
+    if not claims:
+        return {}
+    await bulk_insert(
+        session,
+        idempotency_keys,
+        [
+            {
+                "principal": principal,
+                "idempotency_key": key,
+                "request_hash": request_hash,
+                "complaint_id": complaint_id,
+                "created_at": now,
+            }
+            for principal, key, request_hash, complaint_id in claims
+        ],
+        conflict=("principal", "idempotency_key"),
     )
-    if inserted is not None:
-        return None
-    row = (
+    rows = await session.execute(
+        _KEY_HOLDERS, {"principals": [c[0] for c in claims], "keys": [c[1] for c in claims]}
+    )
+    return {(p, k): (request_hash, complaint_id) for p, k, request_hash, complaint_id in rows}
+
+
+async def release_idempotency_keys(session: AsyncSession, claims: Sequence[KeyClaim]) -> None:
+    """Drop claims whose request filed nothing (refused), so a retry is not a replay."""
+    if claims:
         await session.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.complaint_id).where(
-                idempotency_keys.c.principal == principal,
-                idempotency_keys.c.idempotency_key == key,
-            )
+            _RELEASE_KEYS,
+            {
+                "principals": [c[0] for c in claims],
+                "keys": [c[1] for c in claims],
+                "complaint_ids": [c[3] for c in claims],
+            },
         )
-    ).one()
-    return row.request_hash, row.complaint_id
+
+
+async def get_many(session: AsyncSession, ids: Iterable[str]) -> dict[str, Complaint]:
+    """The complaints with these ids (those that exist)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(_GET_MANY, {"ids": wanted})
+    return {c.complaint_id: c for c in (_complaint(doc) for (doc,) in rows)}
 
 
 async def search(

@@ -23,7 +23,9 @@ from shared.settings import StewardSettings
 def consumer_groups(spec: ServiceSpec, settings: StewardSettings) -> dict[str, tuple[str, ...]]:
     """Consumer group → topics of a service instance, learnt without starting or connecting
     anything: wiring only reads settings and builds handlers."""
-    runtime = SimpleNamespace(settings=settings, state={}, sessions=None, clock=DevClock())
+    runtime = SimpleNamespace(
+        settings=settings, state={}, sessions=None, uow=None, clock=DevClock()
+    )
     wiring = spec.wire(runtime)  # type: ignore[arg-type]
     schema = spec.schema(settings)
     return {group_id(spec.name, s.name, schema): tuple(s.topics) for s in wiring.subscriptions}
