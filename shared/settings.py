@@ -42,10 +42,11 @@ class StewardSettings(BaseSettings):
         "this ≤ the partitions of the service's topics (an idle member is not ready)",
     )
     timer_concurrency: int = Field(
-        default=2,
+        default=1,
         ge=1,
         description="Timer workers in one process, claiming due timers with SKIP LOCKED as "
-        "replicas do: one batch's handler runs while another's SQL is in Postgres",
+        "replicas do: one batch's handler runs while another's SQL is in Postgres "
+        "(complaints defaults to 2)",
     )
     outbox_batch_size: int = Field(default=1000, ge=1)
     retention_hours: float = Field(
