@@ -143,7 +143,6 @@ _LOAD_FOR_UPDATE = text(
     "SELECT document::text FROM complaints WHERE complaint_id = ANY(CAST(:ids AS text[])) "
     "ORDER BY complaint_id FOR UPDATE"
 )
-_GET = text("SELECT document::text FROM complaints WHERE complaint_id = :complaint_id")
 _GET_MANY = text(
     "SELECT document::text FROM complaints WHERE complaint_id = ANY(CAST(:ids AS text[]))"
 )
@@ -160,8 +159,7 @@ async def load_for_update(session: AsyncSession, ids: Iterable[str]) -> dict[str
 
 
 async def get(session: AsyncSession, complaint_id: str) -> Complaint | None:
-    row = await session.scalar(_GET, {"complaint_id": complaint_id})
-    return None if row is None else _complaint(row)
+    return (await get_many(session, [complaint_id])).get(complaint_id)
 
 
 @dataclass
