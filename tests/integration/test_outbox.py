@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.clock import DevClock
 from shared.contracts.events import TierChanged
@@ -18,6 +22,7 @@ from shared.db import create_engine, session_factory
 from shared.messaging.producer import Producer
 from shared.messaging.relay import OutboxRelay
 from shared.tables import outbox
+from shared.testing.infra import Infrastructure
 from shared.testing.kafka import TopicWatcher, value_of
 from shared.testing.waiting import eventually
 from shared.unit_of_work import UnitOfWork
@@ -37,6 +42,14 @@ def tier_changed(customer: str, total: int) -> TierChanged:
         maintenance_team="branch_service",
         evaluated_at=datetime.now(UTC),
     )
+
+
+def totals_by_key(records: list[Any]) -> dict[bytes, list[int]]:
+    """The total_balance of each key's TierChanged records, in the order they arrived."""
+    sequences: dict[bytes, list[int]] = defaultdict(list)
+    for record in records:
+        sequences[record.key].append(int(value_of(record)["data"]["total_balance"]))
+    return sequences
 
 
 @pytest.fixture
@@ -59,47 +72,70 @@ async def test_event_emitted_in_rolled_back_transaction_is_never_published(probe
     assert value_of(record)["data"]["total_balance"] == "2"
 
 
-async def test_relay_started_after_commit_publishes_what_was_committed(infra, tier_topic):
-    """Rows committed while no relay ran (e.g. it was killed) are published on restart."""
+@dataclass
+class RelaySchema:
+    """A fresh probe schema with a unit of work and a started producer, for a relay."""
+
+    infra: Infrastructure
+    schema: str
+    sessions: async_sessionmaker[AsyncSession]
+    uow: UnitOfWork
+    producer: Producer
+
+    def relay(self, **options: Any) -> OutboxRelay:
+        return OutboxRelay(
+            service="probe",
+            schema=self.schema,
+            sessions=self.sessions,
+            producer=self.producer,
+            database_url=self.infra.database_url,
+            **options,
+        )
+
+    async def unsent(self) -> int:
+        async with self.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            )
+        return int(count or 0)
+
+
+@pytest.fixture
+async def relay_schema(infra) -> AsyncIterator[RelaySchema]:
     schema = f"relay_{uuid.uuid4().hex[:8]}"
     await make_probe_schema(infra, schema)
     engine = create_engine(infra.database_url, schema, application_name="test-relay")
     sessions = session_factory(engine)
-    uow = UnitOfWork(sessions, DevClock(), "probe")
-    customers = [f"R-{uuid.uuid4().hex[:8]}" for _ in range(5)]
-    for customer in customers:
-        async with uow() as tx:
-            tx.emit(TIER_CHANGED, tier_changed(customer, 1), key=customer)
-
     producer = Producer(infra.bootstrap_servers, idempotence=False, client_id="test-relay")
     await producer.start()
-    relay = OutboxRelay(
-        service="probe",
-        schema=schema,
-        sessions=sessions,
-        producer=producer,
-        database_url=infra.database_url,
-    )
+    try:
+        yield RelaySchema(
+            infra, schema, sessions, UnitOfWork(sessions, DevClock(), "probe"), producer
+        )
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
+async def test_relay_started_after_commit_publishes_what_was_committed(relay_schema, tier_topic):
+    """Rows committed while no relay ran (e.g. it was killed) are published on restart."""
+    customers = [f"R-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+    for customer in customers:
+        async with relay_schema.uow() as tx:
+            tx.emit(TIER_CHANGED, tier_changed(customer, 1), key=customer)
+
+    relay = relay_schema.relay()
     task = asyncio.create_task(relay.run())
     try:
         wanted = {c.encode() for c in customers}
         records = await tier_topic.wait_for(lambda r: r.key in wanted, count=5)
         assert {r.key for r in records} == wanted
-
-        async def unsent() -> int | None:
-            async with sessions() as session:
-                return await session.scalar(
-                    select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-                )
-
         # The relay marks rows sent after the broker acknowledged them, in its own commit:
         # a reader may see the records a moment before the marks.
-        await eventually(unsent, lambda n: n == 0)
+        await eventually(relay_schema.unsent, lambda n: n == 0)
     finally:
         relay.stop()
         await task
-        await producer.stop()
-        await engine.dispose()
 
 
 async def test_per_key_order_is_preserved(probe, tier_topic):
@@ -110,51 +146,22 @@ async def test_per_key_order_is_preserved(probe, tier_topic):
             for customer in customers:
                 tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
     wanted = {c.encode() for c in customers}
-    records = await tier_topic.wait_for(lambda r: r.key in wanted, count=180)
-    sequences: dict[bytes, list[int]] = defaultdict(list)
-    for record in records:
-        sequences[record.key].append(int(value_of(record)["data"]["total_balance"]))
+    sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=180))
     assert all(seq == list(range(60)) for seq in sequences.values()), sequences
 
 
-async def test_relay_publishes_several_batches_per_transaction_in_order(infra, tier_topic):
+async def test_relay_publishes_several_batches_per_transaction_in_order(relay_schema, tier_topic):
     """Batch n+1 is queued before batch n is acknowledged: order per key still holds, each
     row goes out once and is marked sent, and a transaction stops at its batch limit."""
-    schema = f"relay_{uuid.uuid4().hex[:8]}"
-    await make_probe_schema(infra, schema)
-    engine = create_engine(infra.database_url, schema, application_name="test-relay")
-    sessions = session_factory(engine)
-    uow = UnitOfWork(sessions, DevClock(), "probe")
     customers = [f"B-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for n in range(20):
-        async with uow() as tx:
+        async with relay_schema.uow() as tx:
             for customer in customers:
                 tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
 
-    producer = Producer(infra.bootstrap_servers, idempotence=False, client_id="test-relay")
-    await producer.start()
-    relay = OutboxRelay(
-        service="probe",
-        schema=schema,
-        sessions=sessions,
-        producer=producer,
-        database_url=infra.database_url,
-        batch_size=7,
-        batches_per_transaction=4,
-    )
-    try:
-        assert [await relay.publish_batch() for _ in range(4)] == [28, 28, 4, 0]
-        wanted = {c.encode() for c in customers}
-        records = await tier_topic.wait_for(lambda r: r.key in wanted, count=60)
-        sequences: dict[bytes, list[int]] = defaultdict(list)
-        for record in records:
-            sequences[record.key].append(int(value_of(record)["data"]["total_balance"]))
-        assert all(seq == list(range(20)) for seq in sequences.values()), sequences
-        async with sessions() as session:
-            unsent = await session.scalar(
-                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-            )
-        assert unsent == 0
-    finally:
-        await producer.stop()
-        await engine.dispose()
+    relay = relay_schema.relay(batch_size=7, batches_per_transaction=4)
+    assert [await relay.publish_batch() for _ in range(4)] == [28, 28, 4, 0]
+    wanted = {c.encode() for c in customers}
+    sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=60))
+    assert all(seq == list(range(20)) for seq in sequences.values()), sequences
+    assert await relay_schema.unsent() == 0
