@@ -242,7 +242,8 @@ async def claim_idempotency_keys(
     session: AsyncSession, claims: Sequence[KeyClaim], now: datetime
 ) -> dict[tuple[str, str], tuple[str, str]]:
     """Claim each (principal, key) for its (request hash, complaint id); returns who holds
-    each key now: the claim itself, or the request that claimed it before."""
+    each key now: the claim itself, or the request that claimed it before. Keys are
+    claimed in key order, so two batches waiting on each other's keys cannot deadlock."""
     if not claims:
         return {}
     await bulk_insert(
@@ -256,7 +257,7 @@ async def claim_idempotency_keys(
                 "complaint_id": complaint_id,
                 "created_at": now,
             }
-            for principal, key, request_hash, complaint_id in claims
+            for principal, key, request_hash, complaint_id in sorted(claims)
         ],
         conflict=("principal", "idempotency_key"),
     )
