@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_insert, json_text
+from shared.bulk import bulk_copy, bulk_insert, json_text
 
 metadata = MetaData()
 
@@ -383,11 +383,11 @@ async def update_notifications(session: AsyncSession, rows: Sequence[dict[str, A
 
 
 async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_insert(session, attempts, rows)
+    await bulk_copy(session, attempts, rows)
 
 
 async def record_receipts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_insert(session, receipts, [row | {"raw": json_text(row["raw"])} for row in rows])
+    await bulk_copy(session, receipts, [row | {"raw": json_text(row["raw"])} for row in rows])
 
 
 _TAKE_SLOTS = text(
@@ -453,7 +453,7 @@ async def receipts_of(session: AsyncSession, notification_id: str) -> Sequence[A
 
 
 async def record_sandbox_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_insert(session, sandbox_messages, rows)
+    await bulk_copy(session, sandbox_messages, rows)
 
 
 async def sandbox_messages_to(session: AsyncSession, address: str | None) -> Sequence[Any]:

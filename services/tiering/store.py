@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.domain import AccountBalance, CustomerBook, TierPolicy
-from shared.bulk import any_of, bulk_insert
+from shared.bulk import any_of, bulk_copy, bulk_insert
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -239,7 +239,7 @@ async def save_tiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
 
 
 async def append_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_insert(session, tier_history, rows)
+    await bulk_copy(session, tier_history, rows)
 
 
 async def current_tier(session: AsyncSession, customer_id: str) -> Any:

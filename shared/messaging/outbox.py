@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_insert, json_text
+from shared.bulk import bulk_copy, json_text
 from shared.contracts import Contract, Envelope, encode_envelope, event_headers, timestamp_json
 from shared.contracts.topics import TOPICS
 from shared.ids import new_id
@@ -27,7 +27,7 @@ class OutgoingMessage:
 
 
 class Outbox:
-    """Collects a transaction's outgoing messages and writes them in one INSERT."""
+    """Collects a transaction's outgoing messages and writes them in one COPY."""
 
     def __init__(self, session: AsyncSession, *, producer: str, now: datetime) -> None:
         self._session = session
@@ -74,7 +74,7 @@ class Outbox:
         return len(self._pending)
 
     async def flush(self) -> None:
-        """Write every queued message into the outbox table (one statement)."""
+        """Write every queued message into the outbox table (one COPY)."""
         if not self._pending:
             return
         rows = [
@@ -82,4 +82,4 @@ class Outbox:
             for m in self._pending
         ]
         self._pending = []
-        await bulk_insert(self._session, outbox, rows)
+        await bulk_copy(self._session, outbox, rows)

@@ -165,3 +165,53 @@ async def test_relay_publishes_several_batches_per_transaction_in_order(relay_sc
     sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=60))
     assert all(seq == list(range(20)) for seq in sequences.values()), sequences
     assert await relay_schema.unsent() == 0
+
+
+async def _outbox_rows(session: AsyncSession, key: str) -> int:
+    query = select(func.count()).select_from(outbox).where(outbox.c.key == key.encode())
+    return int(await session.scalar(query) or 0)
+
+
+@pytest.mark.parametrize("first_statement", [True, False], ids=["copy", "first-in-transaction"])
+async def test_outbox_rows_are_written_in_the_transaction_and_undone_with_it(
+    relay_schema, first_statement
+):
+    """The outbox is written with COPY once the transaction has begun (and with INSERT when
+    it is the transaction's first statement): either way a later failure takes it back."""
+    customer = f"C-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(RuntimeError):
+        async with relay_schema.uow() as tx:
+            if first_statement:
+                await tx.session.execute(select(1))
+            tx.emit(TIER_CHANGED, tier_changed(customer, 1), key=customer)
+            await tx.outbox.flush()
+            assert await _outbox_rows(tx.session, customer) == 1
+            raise RuntimeError("the state change failed after the outbox was written")
+    async with relay_schema.sessions() as session:
+        assert await _outbox_rows(session, customer) == 0
+
+    async with relay_schema.uow() as tx:
+        await tx.session.execute(select(1))
+        for total in range(3):
+            tx.emit(TIER_CHANGED, tier_changed(customer, total), key=customer)
+    async with relay_schema.sessions() as session:
+        assert await _outbox_rows(session, customer) == 3
+
+
+async def test_relay_wakes_on_a_copied_outbox_row(relay_schema, tier_topic):
+    """The outbox trigger's NOTIFY fires for COPY as for INSERT: with a poll interval far
+    beyond the wait, only the notification can bring the row out in time."""
+    relay = relay_schema.relay(poll_interval=600)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(relay_schema.unsent, lambda n: n == 0)
+        await asyncio.sleep(0.5)  # the relay is listening and idle
+        customer = f"W-{uuid.uuid4().hex[:8]}"
+        async with relay_schema.uow() as tx:
+            await tx.session.execute(select(1))
+            tx.emit(TIER_CHANGED, tier_changed(customer, 7), key=customer)
+        [record] = await tier_topic.wait_for(lambda r: r.key == customer.encode(), timeout=10)
+        assert value_of(record)["data"]["total_balance"] == "7"
+    finally:
+        relay.stop()
+        await task
