@@ -12,9 +12,10 @@ Guarantees (DESIGN.md, "Processing guarantees"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -58,8 +59,9 @@ class _Assignment(ConsumerRebalanceListener):
     def __init__(self, runner: ConsumerRunner) -> None:
         self._runner = runner
 
-    async def on_partitions_revoked(self, revoked: object) -> None:
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         await self._runner.commit_processed()  # the next owner starts after what we did
+        self._runner.forget_lag(revoked)
         self._runner.assignment_changed.set()
 
     async def on_partitions_assigned(self, assigned: object) -> None:
@@ -185,6 +187,13 @@ class ConsumerRunner:
         except CommitFailedError as exc:
             # A rebalance took the partitions; the new owner re-reads and the inbox dedupes.
             log.warning("commit failed for %s: %r", self.consumer_name, exc)
+
+    def forget_lag(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the lag gauges of partitions this consumer no longer owns: left behind, their
+        last value would be added to the new owner's in every fleet-wide sum."""
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.service, self.subscription.name, tp.topic, tp.partition)
 
     async def _record_lag(self) -> None:
         """Lag from the high-water marks of fetch responses.
