@@ -166,6 +166,12 @@ def _seed_rows(count: int, due_at: datetime) -> tuple[list[str], list[tuple[Any,
     return columns, complaints
 
 
+_PENDING = (
+    "SELECT EXISTS (SELECT 1 FROM timers WHERE kind = $1 AND fired_at IS NULL), "
+    "EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL)"
+)
+
+
 async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict[str, Any]:
     """Seed `count` complaints whose response deadline has just passed, then their timers in
     one statement (so all fall due at once, for every replica, on real time); time from that
@@ -197,23 +203,20 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
 
         fired_seconds: float | None = None
 
-        async def progress() -> int:
-            """SlaBreached published so far; notes when the last timer fired on the way."""
-            nonlocal fired_seconds
-            if fired_seconds is None:
-                unfired = await conn.fetchval(
-                    "SELECT count(*) FROM timers WHERE kind = $1 AND fired_at IS NULL", TIMER_SLA
-                )
-                if unfired == 0:
-                    fired_seconds = time.perf_counter() - started
-            return int(
-                await conn.fetchval(
-                    "SELECT count(*) FROM outbox WHERE topic = $1 AND sent_at IS NOT NULL",
-                    SLA_BREACHED,
-                )
-            )
+        async def done() -> bool:
+            """All timers fired and the outbox relayed; notes when the last timer fired.
 
-        await wait_until(progress, lambda n: n >= count, timeout=1800, every=0.25)
+            EXISTS on the partial indexes stops at the first pending row. Counting the
+            published rows instead (300,000 outbox rows) every 250 ms took 116 ms a call:
+            10 of the 33 s Postgres spent executing statements in a run went to the probe.
+            """
+            nonlocal fired_seconds
+            unfired, unsent = await conn.fetchrow(_PENDING, TIMER_SLA)
+            if not unfired and fired_seconds is None:
+                fired_seconds = time.perf_counter() - started
+            return not unfired and not unsent
+
+        await wait_until(done, bool, timeout=1800, every=0.1)
         elapsed = time.perf_counter() - started
         on_topic = await count_records(infra.bootstrap_servers, SLA_BREACHED) - before
         escalated = await conn.fetchval(

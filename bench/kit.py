@@ -129,16 +129,22 @@ class Server:
         return mint_token(TEST_JWT_SECRET, role=role, **claims)  # type: ignore[arg-type]
 
     async def lag(self) -> int | None:
-        """Messages its consumers are behind, from its /metrics; None before the first fetch."""
-        async with httpx.AsyncClient(base_url=self.base_url) as client:
-            text = (await client.get("/metrics")).text
-        lags = [
-            sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == "steward_consumer_lag"
-            for sample in family.samples
-        ]
-        return int(sum(lags)) if lags else None
+        """Messages its consumers are behind, from every replica's /metrics; None until each
+        consumer has fetched from all its partitions."""
+        total = 0
+        async with httpx.AsyncClient() as client:
+            for port in self.ports:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                lags = [
+                    sample.value
+                    for family in text_string_to_metric_families(text)
+                    if family.name == "steward_consumer_lag"
+                    for sample in family.samples
+                ]
+                if not lags:
+                    return None
+                total += int(sum(lags))
+        return total
 
     async def unsent(self) -> int:
         async with self.sessions() as session:
