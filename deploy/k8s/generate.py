@@ -44,7 +44,7 @@ class Sizing:
 
 
 SIZING = {
-    "tiering": Sizing(2, 12),
+    "tiering": Sizing(2, 6),
     "complaints": Sizing(2, 6),
     "notifications": Sizing(2, 8),
     "profile": Sizing(2, 12),

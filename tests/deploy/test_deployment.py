@@ -515,15 +515,9 @@ def test_every_topic_named_in_compose_or_k8s_is_defined():
 # --- scaling -------------------------------------------------------------------------
 
 
-def subscription_partitions(service: str) -> dict[str, int]:
-    """Partitions of each consumer group of a service (wiring read without starting it)."""
-    try:
-        spec = importlib.import_module(f"services.{service}.app").SPEC
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(f"services.{service}"):
-            pytest.skip(f"services.{service} is not built yet")
-        raise
-    settings = settings_from(
+def prod_settings(service: str) -> Any:
+    """The service's settings as a cluster would give them (image defaults, prod env)."""
+    return settings_from(
         service,
         {
             "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
@@ -532,6 +526,17 @@ def subscription_partitions(service: str) -> dict[str, int]:
             "STEWARD_ENV": "prod",
         },
     )
+
+
+def subscription_partitions(service: str) -> dict[str, int]:
+    """Partitions of each consumer group of a service (wiring read without starting it)."""
+    try:
+        spec = importlib.import_module(f"services.{service}.app").SPEC
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(f"services.{service}"):
+            pytest.skip(f"services.{service} is not built yet")
+        raise
+    settings = prod_settings(service)
     # wire() only builds handlers; whatever else of the runtime it touches is a stand-in
     runtime = MagicMock(settings=settings, state={}, clock=Clock(), spec=None)
     runtime.name = service
@@ -542,11 +547,13 @@ def subscription_partitions(service: str) -> dict[str, int]:
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_autoscaler_never_exceeds_the_partitions_of_a_consumer_group(name):
-    # a replica beyond a group's partition count gets no partitions and is never ready
+    # a group member beyond its partition count gets no partitions and is never ready;
+    # each replica runs CONSUMER_CONCURRENCY members of every group
     [hpa] = [h for h in of_kind("HorizontalPodAutoscaler") if h["metadata"]["name"] == name]
     groups = subscription_partitions(name)
     assert groups, f"{name} has no consumers?"
-    assert hpa["spec"]["maxReplicas"] <= min(groups.values()), groups
+    members = prod_settings(name).consumer_concurrency
+    assert hpa["spec"]["maxReplicas"] * members <= min(groups.values()), (members, groups)
 
 
 # --- database roles ------------------------------------------------------------------
