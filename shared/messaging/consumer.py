@@ -110,6 +110,7 @@ class ConsumerRunner:
         self._stopping = asyncio.Event()
         self.assignment_changed = asyncio.Event()
         self.lag: int | None = None  # behind the fetched high-water marks; None until known
+        self._lag_as_of = 0.0  # wall-clock seconds of the oldest high-water mark behind `lag`
 
     @property
     def assigned(self) -> bool:
@@ -190,7 +191,11 @@ class ConsumerRunner:
 
     def forget_lag(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the lag gauges of partitions this consumer no longer owns: left behind, their
-        last value would be added to the new owner's in every fleet-wide sum."""
+        last value would be added to the new owner's in every fleet-wide sum. Its own lag is
+        unknown again until it has fetched from its new assignment: a 0 kept through the
+        rebalance would say "caught up" while the group's partitions wait for owners."""
+        self.lag = None
+        self._lag_as_of = 0.0
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.service, self.subscription.name, tp.topic, tp.partition)
@@ -203,17 +208,31 @@ class ConsumerRunner:
         assert self._kafka is not None
         assignment = self._kafka.assignment()
         total = 0
+        as_of = time.time()
         for tp in assignment:
             highwater = self._kafka.highwater(tp)
             if highwater is None:
                 total = -1  # not fetched yet: unknown
                 continue
+            as_of = min(as_of, self._kafka.last_poll_timestamp(tp) / 1000)
             lag = max(highwater - await self._kafka.position(tp), 0)
             total += lag if total >= 0 else 0
             CONSUMER_LAG.labels(self.service, self.subscription.name, tp.topic, tp.partition).set(
                 lag
             )
         self.lag = total if assignment and total >= 0 else None
+        self._lag_as_of = as_of
+
+    def caught_up_since(self, moment: float) -> bool:
+        """Lag 0 by high-water marks the broker read after `moment` (wall-clock seconds).
+
+        A fetch response arrives at most the fetch wait (plus a round trip) after its request
+        reached the broker; a response received later than that after `moment` was answered
+        from the log as it stood after `moment`. A 0 from an older response would miss what
+        was published just before: the test that asks would read the database too early.
+        """
+        window = self._fetch_max_wait_ms / 1000 + 0.1
+        return self.lag == 0 and self._lag_as_of >= moment + window
 
     # --- processing ------------------------------------------------------------------
 

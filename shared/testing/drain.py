@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import func, select
 
 from shared.service import Runtime
@@ -21,10 +23,12 @@ async def unsent(rt: Runtime) -> int:
 
 
 async def drained(rt: Runtime, *, timeout: float = 60.0) -> None:
-    """Every consumer has caught up with the high-water marks; every outbox row is published."""
+    """Every consumer has caught up with what was published before this call; every outbox
+    row is published."""
+    since = time.time()
 
-    async def lags() -> list[int | None]:
-        return [c.lag for c in rt.consumers]
+    async def behind() -> list[str]:
+        return [c.member_name for c in rt.consumers if not c.caught_up_since(since)]
 
-    await eventually(lags, lambda values: all(v == 0 for v in values), timeout=timeout)
+    await eventually(behind, lambda late: not late, timeout=timeout)
     await eventually(lambda: unsent(rt), lambda n: n == 0, timeout=timeout)

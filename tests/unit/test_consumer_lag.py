@@ -1,4 +1,5 @@
-"""The consumer-lag gauge follows partition ownership: a revoked partition drops out."""
+"""The consumer-lag gauge follows partition ownership: a revoked partition drops out, and
+the consumer's own lag is unknown until it has fetched from its new assignment."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def test_revoked_partitions_leave_the_lag_gauge_to_their_new_owner() -> None:
         uow=cast(Any, None),
         bootstrap_servers="unused:9092",
     )
+    runner.lag = 0  # caught up with its assignment before the rebalance
     for partition, lag in ((0, 5), (1, 7)):
         CONSUMER_LAG.labels("lag-test", "postings", "bank.postings", partition).set(lag)
 
@@ -37,3 +39,4 @@ def test_revoked_partitions_leave_the_lag_gauge_to_their_new_owner() -> None:
     runner.forget_lag([TopicPartition("bank.postings", 0), TopicPartition("bank.postings", 9)])
 
     assert _lags("lag-test") == {"1": 7.0}
+    assert runner.lag is None  # unknown until it fetched from its new partitions
