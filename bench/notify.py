@@ -7,13 +7,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from bench.kit import envelope, fresh_service, publish_all, wait_until
 from services.notifications import store
 from services.notifications.app import SPEC as NOTIFICATIONS
+from services.notifications.handlers import DELIVER
 from services.notifications.seed import load_seed
 from shared.contracts.topics import COMPLAINT_CALLBACK_DUE
+from shared.tables import timers
 from shared.testing.infra import Infrastructure
 
 ASSIGNEES = ("E001", "E002", "E003", "E010", "E012", "E013", "E015", "E017", "E090", "E100")
@@ -56,7 +58,19 @@ async def burst(infra: Infrastructure, count: int) -> dict[str, Any]:
         started = time.perf_counter()
         await publish_all(infra.bootstrap_servers, COMPLAINT_CALLBACK_DUE, messages)
         published = time.perf_counter() - started
-        await wait_until(sent, lambda c: c[1] >= count, timeout=3600, every=0.25)
+
+        delivering = exists().where(timers.c.kind == DELIVER, timers.c.fired_at.is_(None))
+
+        async def sent_unless_delivering() -> int:
+            """Notifications sent; -1 while deliveries are pending. The probe shares the
+            service's process and database: EXISTS on the pending-timer index stops at the
+            first row, where counting two tables growing to 50,000 rows did not."""
+            async with svc.runtime.sessions() as session:
+                if await session.scalar(select(delivering)):
+                    return -1
+            return (await sent())[1]
+
+        await wait_until(sent_unless_delivering, lambda n: n >= count, timeout=3600, every=0.25)
         elapsed = time.perf_counter() - started
         delivered, finished = await sent()
         async with svc.runtime.sessions() as session:
