@@ -129,8 +129,9 @@ class Server:
         return mint_token(TEST_JWT_SECRET, role=role, **claims)  # type: ignore[arg-type]
 
     async def lag(self) -> int | None:
-        """Messages its consumers are behind, from every replica's /metrics; None until each
-        consumer has fetched from all its partitions."""
+        """Messages its consumers are behind, from every replica's /metrics; None while a
+        replica reports no partition's lag yet. A progress probe only: a partition not yet
+        fetched is missing from the sum, so callers confirm the end with an exact count."""
         total = 0
         async with httpx.AsyncClient() as client:
             for port in self.ports:
