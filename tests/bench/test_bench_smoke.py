@@ -34,13 +34,15 @@ def test_quick_benchmark_completes_and_verifies(tmp_path: Path) -> None:
         "e2e latency p99",
         "x1 POST /complaints",
         "x2 POST /complaints",
+        "x1 POST /complaints after the breaches",
+        "x2 POST /complaints after the breaches",
     )
     for figure in figures:
         assert result["figures"][figure]["value"] > 0
     assert result["figures"]["notifications via sandbox"]["value"] > 0
     spans = [f for name, f in result["figures"].items() if name.startswith("cpu during ")]
-    # tiering x1 and x2, latency, breaches and POST on x1 and x2, the notification burst
-    assert len(spans) == 8, list(result["figures"])
+    # tiering x1 and x2, latency, on x1 and x2 POST, breaches and POST again, the burst
+    assert len(spans) == 10, list(result["figures"])
     assert all(span["by_role"] and span["value"] > 0 for span in spans), spans
 
 
