@@ -408,7 +408,7 @@ async def fire_sla_timers(tx: Tx, due: list[DueTimer]) -> None:
             key=c.customer_id,
         )
         publish(tx, c)
-    await store.save(tx.session, list(changed.values()), tx.now)
+    await store.save_fired(tx.session, list(changed.values()), tx.now)
 
 
 def _parse_callback_key(key: str) -> tuple[str, int, int]:
@@ -439,4 +439,4 @@ async def fire_callback_timers(tx: Tx, due: list[DueTimer]) -> None:
             ),
             key=c.customer_id,
         )
-    await store.save(tx.session, list(changed.values()), tx.now)
+    await store.save_fired(tx.session, list(changed.values()), tx.now)

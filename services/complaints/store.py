@@ -138,6 +138,31 @@ async def save(session: AsyncSession, items: Sequence[Complaint], now: datetime)
         )
 
 
+# What a fired timer changes (Complaint.sla_due, Complaint.callback_due): the document and
+# the escalation level. Writing 3 of 24 columns halves the cost of saving a mass breach.
+_SAVE_FIRED = text(
+    "UPDATE complaints c SET escalation_level = u.escalation_level, "
+    "document = CAST(u.document AS jsonb), updated_at = :now "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:levels AS integer[]), CAST(:documents AS text[])) "
+    "AS u(complaint_id, escalation_level, document) WHERE c.complaint_id = u.complaint_id"
+)
+
+
+async def save_fired(session: AsyncSession, items: Sequence[Complaint], now: datetime) -> None:
+    """Save complaints loaded with `load_for_update` whose timers fired: only the columns a
+    firing changes (tests/unit/complaints pins that it changes no other)."""
+    if items:
+        await session.execute(
+            _SAVE_FIRED,
+            {
+                "ids": [c.complaint_id for c in items],
+                "levels": [c.escalation_level for c in items],
+                "documents": [_document.dump_json(c).decode() for c in items],
+                "now": now,
+            },
+        )
+
+
 # The document travels as JSON text: pydantic parses it in one pass (no json.loads first).
 _LOAD_FOR_UPDATE = text(
     "SELECT document::text FROM complaints WHERE complaint_id = ANY(CAST(:ids AS text[])) "
