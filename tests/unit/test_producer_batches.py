@@ -10,7 +10,7 @@ pytestmark = pytest.mark.unit
 
 
 async def test_a_partitions_share_of_a_relay_batch_fits_one_record_batch() -> None:
-    # 1,000 outbox rows of ~1 KB over the 12 partitions of 3 topics: ~28 a partition. Give
+    # 1,000 outbox rows of ~1 KB over 3 topics of 12 partitions: ~28 a partition. Give
     # it 100: with aiokafka's default of 16 KB the 17th did not fit and waited for the
     # first batch to be sent before it could be queued.
     producer = Producer("127.0.0.1:9", idempotence=False, client_id="test")
