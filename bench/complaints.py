@@ -13,12 +13,13 @@ import json
 import time
 import uuid
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bench.cpu import cpu_use
 from bench.kit import Server, percentile, service_process, wait_until
 from services.complaints import store
 from services.complaints.app import SPEC as COMPLAINTS
@@ -166,6 +167,12 @@ def _seed_rows(count: int, due_at: datetime) -> tuple[list[str], list[tuple[Any,
     return columns, complaints
 
 
+# How far ahead of their deadline the timers are written: seeding took up to 90 µs a
+# complaint, and the workers must have polled once since (TimerWorker's poll_interval).
+LEAD = timedelta(seconds=2)
+LEAD_PER_COMPLAINT = timedelta(microseconds=150)
+TIMER_POLL_SECONDS = 1.0
+
 # Timers due by the breach moment only: complaints filed earlier have timers pending for later.
 _PENDING = (
     "SELECT EXISTS (SELECT 1 FROM timers WHERE kind = $1 AND due_at <= $2 AND fired_at IS NULL), "
@@ -174,14 +181,19 @@ _PENDING = (
 
 
 async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict[str, Any]:
-    """Seed `count` complaints whose response deadline has just passed, then their timers in
-    one statement (so all fall due at once, for every replica, on real time); time from that
-    commit until every SlaBreached is published."""
+    """Seed `count` complaints whose response deadline is a few seconds ahead, and their
+    timers in one statement (so all fall due at once, for every replica, on real time); time
+    from that deadline until every SlaBreached is published, and the CPU over that span.
+
+    The timers are written ahead of their deadline, as the service writes them when a
+    complaint is filed: an idle timer worker learns of timers it did not schedule itself at
+    its next poll, so timers inserted already due would add up to a poll to the figure.
+    """
     conn = await asyncpg.connect(
         asyncpg_dsn(infra.database_url), server_settings={"search_path": server.schema}
     )
     try:
-        due_at = await conn.fetchval("SELECT now()")
+        due_at = await conn.fetchval("SELECT now()") + LEAD + count * LEAD_PER_COMPLAINT
         seeded = time.perf_counter()
         columns, rows = _seed_rows(count, due_at)
         complaint_ids = [r[0] for r in rows]
@@ -197,10 +209,14 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
             )
             for cid in complaint_ids
         ]
-        started = time.perf_counter()
         await conn.copy_records_to_table(
             "timers", records=timers, columns=["kind", "key", "due_at", "payload"]
         )
+        ahead = (due_at - await conn.fetchval("SELECT clock_timestamp()")).total_seconds()
+        if ahead < TIMER_POLL_SECONDS:
+            raise RuntimeError(f"timers written only {ahead:.1f} s before their deadline")
+        started = time.perf_counter() + ahead
+        await asyncio.sleep(ahead)
 
         fired_seconds: float | None = None
 
@@ -217,7 +233,8 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
                 fired_seconds = time.perf_counter() - started
             return not unfired and not unsent
 
-        await wait_until(done, bool, timeout=1800, every=0.1)
+        async with cpu_use() as cpu:
+            await wait_until(done, bool, timeout=1800, every=0.1)
         elapsed = time.perf_counter() - started
         on_topic = await count_records(infra.bootstrap_servers, SLA_BREACHED) - before
         escalated = await conn.fetchval(
@@ -233,4 +250,5 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
         "seed_seconds": seed_seconds,
         "on_topic": on_topic,
         "escalated": int(escalated),
+        "cpu": cpu,
     }

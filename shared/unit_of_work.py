@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,9 +81,12 @@ class UnitOfWork:
         self.sessions = sessions
         self.clock = clock
         self.service = service
-        # Set after a commit that scheduled a timer already due: this process's timer
-        # worker fires it now instead of at its next poll.
-        self.timers_due = asyncio.Event()
+        self._timer_watchers: list[Callable[[datetime], None]] = []
+
+    def on_timer_scheduled(self, watcher: Callable[[datetime], None]) -> None:
+        """Call `watcher(due_at)` after each commit that scheduled timers, with the earliest
+        (a timer worker of this process wakes for it instead of at its next poll)."""
+        self._timer_watchers.append(watcher)
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[Tx]:
@@ -95,5 +97,6 @@ class UnitOfWork:
             )
             yield tx
             await tx.outbox.flush()
-        if tx.earliest_due is not None and tx.earliest_due <= self.clock.now():
-            self.timers_due.set()
+        if tx.earliest_due is not None:
+            for watcher in self._timer_watchers:
+                watcher(tx.earliest_due)

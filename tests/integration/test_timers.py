@@ -103,3 +103,27 @@ async def test_cancelled_timer_does_not_fire(timer_schema):
     w = worker(sessions, clock, "c")
     assert await w.fire_due() == 1
     assert await count_fired(sessions) == (1, 1)
+
+
+async def test_an_idle_worker_sleeps_until_the_next_timer_not_a_whole_poll(timer_schema):
+    """Polling only every ten minutes, a worker still fires on time: a timer pending in
+    Postgres when it looked, and one its own process schedules while it sleeps."""
+    sessions = timer_schema
+    clock = DevClock()
+    async with UnitOfWork(sessions, clock, "probe")() as tx:  # another process's schedule
+        await tx.schedule("probe", "pending", tx.now + timedelta(seconds=1))
+    uow = UnitOfWork(sessions, clock, "probe")
+    w = TimerWorker(
+        service="sleepy", uow=uow, clock=clock, handlers={"probe": record_fired}, poll_interval=600
+    )
+    task = asyncio.create_task(w.run())
+    try:
+        await eventually(lambda: count_fired(sessions), lambda n: n[0] >= 1, timeout=10)
+        await asyncio.sleep(0.2)  # asleep again, with nothing pending
+        async with uow() as tx:
+            await tx.schedule("probe", "scheduled-here", tx.now + timedelta(seconds=0.5))
+        await eventually(lambda: count_fired(sessions), lambda n: n[0] >= 2, timeout=10)
+    finally:
+        w.stop()
+        await task
+    assert await count_fired(sessions) == (2, 2)
