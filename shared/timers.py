@@ -98,7 +98,8 @@ class TimerWorker:
         self._max_attempts = max_attempts
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._next_due: datetime | None = None  # the earliest pending timer seen since looking
+        self._next_due: datetime | None = None  # of the pending timers, when it last looked
+        self._scheduled_since: datetime | None = None  # earliest committed here since then
         self._asleep_until: datetime | None = None  # None while looking
         uow.on_timer_scheduled(self._scheduled)
 
@@ -127,8 +128,8 @@ class TimerWorker:
 
     def _scheduled(self, due_at: datetime) -> None:
         """A transaction of this process committed a timer due at `due_at`."""
-        if self._asleep_until is None:
-            self._next_due = _earliest(self._next_due, due_at)  # looking: counted in the sleep
+        if self._asleep_until is None:  # looking: the next sleep ends by then
+            self._scheduled_since = _earliest(self._scheduled_since, due_at)
         elif due_at < self._asleep_until:
             self._wake.set()
 
@@ -137,14 +138,13 @@ class TimerWorker:
         learns when the next pending timer falls due."""
         if not self._handlers:
             return 0
-        self._asleep_until = self._next_due = None
+        self._asleep_until = self._next_due = self._scheduled_since = None
         try:
             async with self._uow() as tx:
                 due = await self._claim(tx)
                 await self._dispatch(tx, due)
                 if not due:
-                    pending = await tx.session.scalar(_next_due(self._handlers))
-                    self._next_due = _earliest(self._next_due, pending)
+                    self._next_due = await tx.session.scalar(_next_due(self._handlers))
             return len(due)
         except Exception as exc:
             if is_transient(exc):
@@ -221,6 +221,8 @@ class TimerWorker:
         until = now + timedelta(seconds=self._poll_interval)
         if self._next_due is not None:
             until = min(until, max(self._next_due, now + _HELD_ELSEWHERE))
+        if self._scheduled_since is not None:
+            until = min(until, self._scheduled_since)
         self._asleep_until = until
         self._wake.clear()
         await self._wait((until - now).total_seconds())

@@ -127,3 +127,37 @@ async def test_an_idle_worker_sleeps_until_the_next_timer_not_a_whole_poll(timer
         w.stop()
         await task
     assert await count_fired(sessions) == (2, 2)
+
+
+async def test_a_timer_committed_while_the_worker_looks_fires_without_a_wait(
+    timer_schema, monkeypatch
+):
+    """A timer this process commits while the worker's claim runs (and finds nothing) ends
+    the worker's next sleep at once: neither the poll nor the retry for timers held by
+    another worker (both set to ten minutes here) holds it back."""
+    monkeypatch.setattr("shared.timers._HELD_ELSEWHERE", timedelta(minutes=10))
+    sessions = timer_schema
+    clock = DevClock()
+    uow = UnitOfWork(sessions, clock, "probe")
+    w = TimerWorker(
+        service="busy", uow=uow, clock=clock, handlers={"probe": record_fired}, poll_interval=600
+    )
+    claim = w._claim
+    committed: list[str] = []
+
+    async def claim_then_commit_one(tx, **kwargs):
+        rows = await claim(tx, **kwargs)
+        if not rows and not committed:  # as a consumer of this process would, meanwhile
+            async with uow() as other:
+                await other.schedule("probe", "while-looking", other.now)
+            committed.append("while-looking")
+        return rows
+
+    monkeypatch.setattr(w, "_claim", claim_then_commit_one)
+    task = asyncio.create_task(w.run())
+    try:
+        await eventually(lambda: count_fired(sessions), lambda n: n[0] >= 1, timeout=10)
+    finally:
+        w.stop()
+        await task
+    assert committed and await count_fired(sessions) == (1, 1)
