@@ -37,6 +37,7 @@ from shared.contracts.topics import SLA_BREACHED
 from shared.db import asyncpg_dsn
 from shared.testing.infra import Infrastructure
 from shared.testing.kafka import count_records
+from shared.timers import POLL_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,10 +169,9 @@ def _seed_rows(count: int, due_at: datetime) -> tuple[list[str], list[tuple[Any,
 
 
 # How far ahead of their deadline the timers are written: seeding took up to 90 µs a
-# complaint, and the workers must have polled once since (TimerWorker's poll_interval).
+# complaint, and the workers must have looked once since (within POLL_SECONDS).
 LEAD = timedelta(seconds=2)
 LEAD_PER_COMPLAINT = timedelta(microseconds=150)
-TIMER_POLL_SECONDS = 1.0
 
 # Timers due by the breach moment only: complaints filed earlier have timers pending for later.
 _PENDING = (
@@ -213,7 +213,7 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
             "timers", records=timers, columns=["kind", "key", "due_at", "payload"]
         )
         ahead = (due_at - await conn.fetchval("SELECT clock_timestamp()")).total_seconds()
-        if ahead < TIMER_POLL_SECONDS:
+        if ahead < POLL_SECONDS:
             raise RuntimeError(f"timers written only {ahead:.1f} s before their deadline")
         started = time.perf_counter() + ahead
         await asyncio.sleep(ahead)

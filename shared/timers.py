@@ -71,6 +71,10 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+# The longest an idle worker goes without looking: how late a timer that another process
+# scheduled, or wrote into the table, may be found.
+POLL_SECONDS = 1.0
+
 # How soon an empty claim looks again when a due timer is held by another worker's claim.
 _HELD_ELSEWHERE = timedelta(seconds=0.1)
 
@@ -86,7 +90,7 @@ class TimerWorker:
         clock: Clock,
         handlers: Mapping[str, TimerHandler],
         batch_size: int = 500,
-        poll_interval: float = 1.0,
+        poll_interval: float = POLL_SECONDS,
         max_attempts: int = 5,
     ) -> None:
         self.service = service
@@ -139,6 +143,7 @@ class TimerWorker:
         if not self._handlers:
             return 0
         self._asleep_until = self._next_due = self._scheduled_since = None
+        self._wake.clear()  # a wake-up for this look must not cut short a backoff after it
         try:
             async with self._uow() as tx:
                 due = await self._claim(tx)
@@ -224,7 +229,6 @@ class TimerWorker:
         if self._scheduled_since is not None:
             until = min(until, self._scheduled_since)
         self._asleep_until = until
-        self._wake.clear()
         await self._wait((until - now).total_seconds())
 
     async def _wait(self, seconds: float) -> None:

@@ -161,3 +161,37 @@ async def test_a_timer_committed_while_the_worker_looks_fires_without_a_wait(
         w.stop()
         await task
     assert committed and await count_fired(sessions) == (1, 1)
+
+
+async def test_a_worker_woken_as_the_database_goes_down_backs_off(timer_schema):
+    """A wake-up for a timer committed just before Postgres went away wakes one look, not
+    every retry after it: the worker backs off between attempts."""
+    attempts_while_down = 0
+
+    class Sessions:
+        down = False
+
+        def __call__(self):
+            nonlocal attempts_while_down
+            if self.down:
+                attempts_while_down += 1
+                raise ConnectionRefusedError("the database is down")
+            return timer_schema()
+
+    sessions = Sessions()
+    clock = DevClock()
+    uow = UnitOfWork(sessions, clock, "probe")
+    w = TimerWorker(
+        service="outage", uow=uow, clock=clock, handlers={"probe": record_fired}, poll_interval=600
+    )
+    task = asyncio.create_task(w.run())
+    try:
+        await asyncio.sleep(0.3)  # looked once, asleep
+        async with uow() as tx:
+            await tx.schedule("probe", "before-the-outage", tx.now)
+        sessions.down = True  # before the woken worker runs
+        await asyncio.sleep(0.5)
+    finally:
+        w.stop()
+        await task
+    assert 1 <= attempts_while_down < 20  # a backoff of 0.2 s, doubling; without it, thousands
