@@ -46,5 +46,6 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def backoff_seconds(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
-    """Exponential backoff with full jitter."""
-    return random.uniform(0, min(cap, base * 2**attempt))
+    """Exponential backoff with full jitter. The exponent stops growing long after the cap is
+    reached: 2.0 ** 1024 overflows, the 1,024th attempt of an outage about 1.5 h long."""
+    return random.uniform(0, min(cap, base * 2.0 ** min(attempt, 64)))
