@@ -4,8 +4,7 @@ A figure that misses its target on a small machine needs this beside it: on two 
 broker, Postgres, the services and the load generator share the same CPUs, and the
 throughput of one is the CPU the others leave it. Every process on the machine is sampled
 (psutil), grouped by role, and reported in cores (CPU seconds per second of the span).
-"bench process" is the load generator, plus any service a section runs in-process (the
-notifications burst does).
+"bench process" is the load generator; every service runs as its own process.
 """
 
 from __future__ import annotations

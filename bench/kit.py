@@ -33,24 +33,11 @@ from shared.testing.backlog import start_at_now
 from shared.testing.infra import Infrastructure
 from shared.testing.services import (
     TEST_JWT_SECRET,
-    RunningService,
-    running_service,
     service_settings,
 )
 from shared.web.auth import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@asynccontextmanager
-async def fresh_service(
-    spec: ServiceSpec, infra: Infrastructure, **overrides: Any
-) -> AsyncIterator[RunningService]:
-    """A service instance in a new schema whose consumers start at the current topic ends."""
-    schema = f"{spec.name}_b{uuid.uuid4().hex[:6]}"
-    settings = service_settings(spec, infra, schema=schema, **overrides)
-    async with running_service(spec, settings) as svc:
-        yield svc
 
 
 def envelope(topic: str, data: dict[str, Any]) -> bytes:

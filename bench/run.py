@@ -246,8 +246,8 @@ def main(quick: bool, output: Path = RESULTS, sections: tuple[str, ...] = SECTIO
     started = time.perf_counter()
     with test_infrastructure() as infra:
         print(f"  infrastructure: Postgres {infra.database_source}, broker {infra.broker_source}")
-        # uvloop, as uvicorn runs every service: the notifications burst runs its service in
-        # this process, and the raw limits are those of the event loop the services use.
+        # uvloop, as uvicorn runs every service: the raw limits are those of the event loop
+        # the services use.
         uvloop.run(measure(infra, scale, report, sections))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
