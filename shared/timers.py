@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import DateTime, ScalarSelect, Select, func, literal, select, update
 
 from shared.bulk import any_of
 from shared.clock import Clock, DevClock
@@ -50,14 +50,30 @@ TimerHandler = Callable[[Tx, list[DueTimer]], Awaitable[None]]
 
 def claim_statement(kinds: Iterable[str], now: datetime, limit: int) -> Select[Any]:
     """The due timers of these kinds, oldest first, locked; those another worker holds are
-    skipped. Served by the `timers_pending` index in this order, it reads `limit` rows."""
+    skipped. Served by the `timers_pending` index in this order, it reads `limit` rows.
+
+    `now` reaches the planner as a sub-select, a value it cannot look up in the column's
+    statistics. Taken as a constant, it let statistics gathered while every pending timer
+    lay in the future (the usual state) estimate a mass of timers falling due at once at a
+    handful of rows, and the planner then read and sorted every due timer to lock the
+    first `limit`: 80 to 120 ms a claim with 100,000 due, against 0.3 ms in index order."""
     return (
         select(timers.c.id, timers.c.kind, timers.c.key, timers.c.due_at, timers.c.payload)
-        .where(timers.c.fired_at.is_(None), timers.c.due_at <= now, any_of(timers.c.kind, kinds))
+        .where(
+            timers.c.fired_at.is_(None),
+            timers.c.due_at <= unestimated(now),
+            any_of(timers.c.kind, kinds),
+        )
         .order_by(timers.c.due_at, timers.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+def unestimated(moment: datetime) -> ScalarSelect[Any]:
+    """`moment` as `(SELECT $1)`: the planner assumes a generic share of rows on either side
+    of it instead of reading one from the column's histogram (see `claim_statement`)."""
+    return select(literal(moment, DateTime(timezone=True))).scalar_subquery()
 
 
 def _next_due(kinds: Iterable[str]) -> Select[Any]:
