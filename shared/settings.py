@@ -50,7 +50,10 @@ class StewardSettings(BaseSettings):
     )
     outbox_batch_size: int = Field(default=1000, ge=1)
     retention_hours: float = Field(
-        default=72, gt=0, description="How long sent outbox rows and inbox ids are kept"
+        default=168,
+        gt=0,
+        description="How long sent outbox rows and inbox ids are kept: at least as long as the "
+        "consumed topics keep messages (7 days), so a replay meets the ids it already processed",
     )
     port: int = 8000
     schema_name: str | None = Field(
