@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.bulk import bulk_insert, json_text
+from shared.bulk import any_of, bulk_insert, json_text
 from shared.clock import Clock
 from shared.contracts import Contract, Envelope
 from shared.messaging.outbox import Outbox
@@ -67,11 +67,17 @@ class Tx:
 
     async def cancel(self, kind: str, key: str) -> None:
         """Remove a pending timer; a fired one stays as the record that it fired."""
-        await self.session.execute(
-            delete(timers).where(
-                timers.c.kind == kind, timers.c.key == key, timers.c.fired_at.is_(None)
+        await self.cancel_many(kind, [key])
+
+    async def cancel_many(self, kind: str, keys: Iterable[str]) -> None:
+        """`cancel` for many keys at once: one statement."""
+        wanted = list(keys)
+        if wanted:
+            await self.session.execute(
+                delete(timers).where(
+                    timers.c.kind == kind, any_of(timers.c.key, wanted), timers.c.fired_at.is_(None)
+                )
             )
-        )
 
 
 class UnitOfWork:

@@ -6,11 +6,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 from services.complaints import store
 from services.complaints.domain import (
-    CancelTimer,
     Complaint,
     ComplaintPolicy,
     Filing,
@@ -106,24 +106,17 @@ def snapshot(c: Complaint, now: datetime) -> ComplaintUpdated:
 
 
 async def apply_timers(tx: Tx, instructions: Sequence[TimerInstruction]) -> None:
-    """Turn the domain's timer instructions into durable timers (runs of schedules of one
-    kind go in one statement; order with cancels is kept)."""
-    run: list[ScheduleTimer] = []
-
-    async def flush() -> None:
-        if run:
-            await tx.schedule_many(run[0].kind, [(i.key, i.due_at, dict(i.payload)) for i in run])
-            run.clear()
-
-    for instruction in instructions:
-        if isinstance(instruction, ScheduleTimer):
-            if run and run[0].kind != instruction.kind:
-                await flush()
-            run.append(instruction)
-        elif isinstance(instruction, CancelTimer):
-            await flush()
-            await tx.cancel(instruction.kind, instruction.key)
-    await flush()
+    """Turn the domain's timer instructions into durable timers: each run of schedules, or
+    of cancels, of one kind goes in one statement, and the runs keep their order."""
+    for (_, kind), run in groupby(instructions, key=lambda i: (type(i), i.kind)):
+        batch = list(run)
+        schedules = [
+            (i.key, i.due_at, dict(i.payload)) for i in batch if isinstance(i, ScheduleTimer)
+        ]
+        if schedules:
+            await tx.schedule_many(kind, schedules)
+        else:
+            await tx.cancel_many(kind, (i.key for i in batch))
 
 
 def publish(tx: Tx, c: Complaint, causation: Envelope[Any] | None = None) -> None:

@@ -104,16 +104,15 @@ class TierLedger:
         book.grace_until = outcome.grace_until
 
     async def flush(self) -> None:
-        """Write tiers and history (set-based) and move grace timers."""
+        """Write tiers and history and move grace timers, set-based."""
         await store.save_tiers(self.tx.session, list(self._tiers.values()))
         await store.append_history(self.tx.session, self._history)
-        for customer_id, grace_until in self._grace.items():
-            if grace_until is None:
-                await self.tx.cancel(GRACE_END, customer_id)
-            else:
-                await self.tx.schedule(
-                    GRACE_END, customer_id, grace_until, {"customer_id": customer_id}
-                )
+        graces = self._grace.items()
+        await self.tx.cancel_many(GRACE_END, (cid for cid, until in graces if until is None))
+        await self.tx.schedule_many(
+            GRACE_END,
+            [(cid, until, {"customer_id": cid}) for cid, until in graces if until is not None],
+        )
 
 
 class ApplyBalanceChanges:

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 from shared.clock import DevClock
 from shared.db import create_engine, session_factory
+from shared.tables import timers
 from shared.testing.waiting import eventually
 from shared.timers import TimerWorker, claim_statement
 from shared.unit_of_work import UnitOfWork
@@ -97,14 +98,20 @@ async def test_cancelled_timer_does_not_fire(timer_schema):
     sessions = timer_schema
     clock = DevClock()
     uow = UnitOfWork(sessions, clock, "probe")
+    due = clock.now() - timedelta(seconds=1)
     async with uow() as tx:
-        await tx.schedule("probe", "cancel-me", tx.now - timedelta(seconds=1))
-        await tx.schedule("probe", "keep-me", tx.now - timedelta(seconds=1))
+        keys = ["cancel-me", "keep-me", "cancel-us-1", "cancel-us-2", "other-kind"]
+        await tx.schedule_many("probe", [(key, due, None) for key in keys[:4]])
+        await tx.schedule("other", "cancel-us-1", due)
     async with uow() as tx:
         await tx.cancel("probe", "cancel-me")
+        await tx.cancel_many("probe", ["cancel-us-1", "cancel-us-2", "never-scheduled"])
     w = worker(sessions, clock, "c")
     assert await w.fire_due() == 1
     assert await count_fired(sessions) == (1, 1)
+    async with sessions() as session:  # a cancel touches only its own kind
+        other = await session.scalar(select(func.count()).where(timers.c.kind == "other"))
+    assert other == 1
 
 
 async def test_an_idle_worker_sleeps_until_the_next_timer_not_a_whole_poll(timer_schema):
