@@ -74,6 +74,7 @@ class ApplyProfileEvents:
     async def __call__(self, tx: Tx, events: list[Envelope[Any]]) -> None:
         profiles = await store.lock_profiles(tx.session, (e.data.customer_id for e in events))
         dirty: dict[str, Profile] = {}
+        checks = _NewCustomerChecks()
         for event in events:
             customer_id = event.data.customer_id
             current = profiles.get(customer_id) or Profile(customer_id)
@@ -93,24 +94,48 @@ class ApplyProfileEvents:
             if changed or current.is_new:
                 tx.emit(PROFILE_CHANGED, snapshot(candidate), key=customer_id, causation=event)
             if "onboarded_at" in changed:
-                await self._arm_new_customer_check(tx, current, candidate)
+                self._arm_new_customer_check(tx, current, candidate, checks)
         await store.save_profiles(tx.session, list(dirty.values()), tx.now)
+        await checks.apply(tx)
 
-    async def _arm_new_customer_check(self, tx: Tx, before: Profile, after: Profile) -> None:
+    def _arm_new_customer_check(
+        self, tx: Tx, before: Profile, after: Profile, checks: _NewCustomerChecks
+    ) -> None:
         """One first-month inactivity check per onboarding date (moved if CRM corrects it)."""
         previous, onboarded = before.values["onboarded_at"], after.values["onboarded_at"]
         if previous is not None:
-            await tx.cancel(NEW_CUSTOMER_TIMER, f"{after.customer_id}:{previous.isoformat()}")
+            checks.cancel(f"{after.customer_id}:{previous.isoformat()}")
         if onboarded is None:
             return
         due_at = add_months(onboarded, self.policy.new_customer_months)
         if due_at < tx.now - NEW_CUSTOMER_BACKFILL_GRACE:
             return
-        await tx.schedule(
-            NEW_CUSTOMER_TIMER,
+        checks.schedule(
             f"{after.customer_id}:{onboarded.isoformat()}",
             due_at,
             {"customer_id": after.customer_id, "onboarded_at": onboarded.isoformat()},
+        )
+
+
+class _NewCustomerChecks:
+    """A batch's moves of new-customer check timers, applied in two statements at its end
+    (one per customer made a round trip each). Per key the batch's last move is applied."""
+
+    def __init__(self) -> None:
+        self._moves: dict[str, tuple[datetime, dict[str, Any]] | None] = {}
+
+    def schedule(self, key: str, due_at: datetime, payload: dict[str, Any]) -> None:
+        self._moves[key] = (due_at, payload)
+
+    def cancel(self, key: str) -> None:
+        self._moves[key] = None
+
+    async def apply(self, tx: Tx) -> None:
+        moves = self._moves.items()
+        await tx.cancel_many(NEW_CUSTOMER_TIMER, (key for key, move in moves if move is None))
+        await tx.schedule_many(
+            NEW_CUSTOMER_TIMER,
+            [(key, move[0], move[1]) for key, move in moves if move is not None],
         )
 
 

@@ -278,6 +278,33 @@ async def test_new_customer_without_activity_in_the_first_month(
     assert not callbacks.matching(reason(busy, "new_customer_inactive"))
 
 
+async def test_a_corrected_onboarding_date_moves_the_first_month_check(
+    profile_svc, callbacks, kafka_producer
+):
+    customer = new_customer()
+    first = profile_svc.runtime.clock.now()
+    corrected = first + timedelta(days=10)
+    for onboarded in (first, corrected):
+        await publish(
+            kafka_producer,
+            CUSTOMER_UPDATED,
+            make_event(
+                CUSTOMER_UPDATED, {"customer_id": customer, "onboarded_at": onboarded.isoformat()}
+            ),
+        )
+    await eventually(
+        lambda: profile_svc.http.get(f"/profiles/{customer}", headers=profile_svc.token("admin")),
+        lambda r: (
+            r.status_code == 200 and datetime.fromisoformat(r.json()["onboarded_at"]) == corrected
+        ),
+    )
+    await advance(profile_svc, 32 * DAY)  # the first date's check would be due by now
+    assert not callbacks.matching(reason(customer, "new_customer_inactive"))
+    await advance(profile_svc, 10 * DAY)
+    [record] = await callbacks.wait_for(reason(customer, "new_customer_inactive"))
+    assert data_of(record)["evidence"]["activities_since_onboarding"] == 0
+
+
 async def test_daily_sweep_raises_transaction_decline_once(profile_svc, callbacks, kafka_producer):
     declining, steady = new_customer(), new_customer()
     month = local_month(profile_svc.runtime.clock.now() + timedelta(days=1))
