@@ -66,6 +66,11 @@ def _nodes(plan: dict[str, object]) -> list[str]:
     return [str(plan["Node Type"])] + [n for child in children for n in _nodes(child)]
 
 
+def _sorts(plan: dict[str, object]) -> bool:
+    """Whether the plan sorts (a Sort, or an Incremental Sort of rows due at the same time)."""
+    return any(node.endswith("Sort") for node in _nodes(plan))
+
+
 async def test_a_claim_among_many_timers_due_at_once_reads_only_its_batch(infra):
     """100,000 SLA timers falling due at once: with due_at alone indexed, every claim of
     500 sorted all of them (49 ms each, 200 claims). A schema migrated from before the
@@ -78,12 +83,12 @@ async def test_a_claim_among_many_timers_due_at_once_reads_only_its_batch(infra)
     config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
     try:
         plan = await _claim_plan(conn, 20_000)
-        assert "Sort" not in _nodes(plan) and "Index Scan" in _nodes(plan)
+        assert not _sorts(plan) and "Index Scan" in _nodes(plan)
         assert plan["Actual Rows"] == 500
 
         await asyncio.to_thread(command.downgrade, config, "0002")
-        assert "Sort" in _nodes(await _claim_plan(conn, 20_000))  # the plan the fix removes
+        assert _sorts(await _claim_plan(conn, 20_000))  # the plan the fix removes
         await asyncio.to_thread(command.upgrade, config, "head")
-        assert "Sort" not in _nodes(await _claim_plan(conn, 20_000))
+        assert not _sorts(await _claim_plan(conn, 20_000))
     finally:
         await conn.close()
