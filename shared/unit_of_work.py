@@ -80,6 +80,27 @@ class Tx:
             )
 
 
+class TimerMoves:
+    """Timers of one kind to schedule or cancel, collected over a batch and applied at its
+    end in two statements (one round trip per key otherwise). Per key the last move
+    collected is the one applied."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._moves: dict[str, tuple[datetime, dict[str, Any] | None] | None] = {}
+
+    def schedule(self, key: str, due_at: datetime, payload: dict[str, Any] | None = None) -> None:
+        self._moves[key] = (due_at, payload)
+
+    def cancel(self, key: str) -> None:
+        self._moves[key] = None
+
+    async def apply(self, tx: Tx) -> None:
+        moves = self._moves.items()
+        await tx.cancel_many(self.kind, (key for key, move in moves if move is None))
+        await tx.schedule_many(self.kind, [(key, *move) for key, move in moves if move is not None])
+
+
 class UnitOfWork:
     """Opens transactions for one service: `async with uow() as tx: ...`."""
 

@@ -28,7 +28,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.topics import PROFILE_CHANGED
 from shared.messaging.consumer import RejectedEvent
-from shared.unit_of_work import Tx, UnitOfWork
+from shared.unit_of_work import TimerMoves, Tx, UnitOfWork
 from shared.web.errors import ApiError
 
 # Onboarding dates whose first month ended longer ago than this are history we did not
@@ -74,7 +74,7 @@ class ApplyProfileEvents:
     async def __call__(self, tx: Tx, events: list[Envelope[Any]]) -> None:
         profiles = await store.lock_profiles(tx.session, (e.data.customer_id for e in events))
         dirty: dict[str, Profile] = {}
-        checks = _NewCustomerChecks()
+        checks = TimerMoves(NEW_CUSTOMER_TIMER)
         for event in events:
             customer_id = event.data.customer_id
             current = profiles.get(customer_id) or Profile(customer_id)
@@ -99,7 +99,7 @@ class ApplyProfileEvents:
         await checks.apply(tx)
 
     def _arm_new_customer_check(
-        self, tx: Tx, before: Profile, after: Profile, checks: _NewCustomerChecks
+        self, tx: Tx, before: Profile, after: Profile, checks: TimerMoves
     ) -> None:
         """One first-month inactivity check per onboarding date (moved if CRM corrects it)."""
         previous, onboarded = before.values["onboarded_at"], after.values["onboarded_at"]
@@ -114,28 +114,6 @@ class ApplyProfileEvents:
             f"{after.customer_id}:{onboarded.isoformat()}",
             due_at,
             {"customer_id": after.customer_id, "onboarded_at": onboarded.isoformat()},
-        )
-
-
-class _NewCustomerChecks:
-    """A batch's moves of new-customer check timers, applied in two statements at its end
-    (one per customer made a round trip each). Per key the batch's last move is applied."""
-
-    def __init__(self) -> None:
-        self._moves: dict[str, tuple[datetime, dict[str, Any]] | None] = {}
-
-    def schedule(self, key: str, due_at: datetime, payload: dict[str, Any]) -> None:
-        self._moves[key] = (due_at, payload)
-
-    def cancel(self, key: str) -> None:
-        self._moves[key] = None
-
-    async def apply(self, tx: Tx) -> None:
-        moves = self._moves.items()
-        await tx.cancel_many(NEW_CUSTOMER_TIMER, (key for key, move in moves if move is None))
-        await tx.schedule_many(
-            NEW_CUSTOMER_TIMER,
-            [(key, move[0], move[1]) for key, move in moves if move is not None],
         )
 
 

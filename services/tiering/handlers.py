@@ -28,7 +28,7 @@ from shared.contracts.topics import TIER_CHANGED
 from shared.messaging.consumer import RejectedEvent
 from shared.tables import timers
 from shared.timers import DueTimer
-from shared.unit_of_work import Tx
+from shared.unit_of_work import TimerMoves, Tx
 
 GRACE_END = "tiering.grace_end"
 REEVALUATE = "tiering.reevaluate"
@@ -43,7 +43,7 @@ class TierLedger:
         self.policy = policy
         self._tiers: dict[str, dict[str, Any]] = {}
         self._history: list[dict[str, Any]] = []
-        self._grace: dict[str, datetime | None] = {}
+        self._grace = TimerMoves(GRACE_END)
 
     async def load(self, customer_ids: Any) -> dict[str, CustomerBook]:
         today = bank_day(self.tx.now)
@@ -61,7 +61,11 @@ class TierLedger:
         amount = book.basis_amount(self.policy, now)
         outcome = evaluate(book.tier, book.grace_until, amount, self.policy, now)
         if outcome.grace_until != book.grace_until:
-            self._grace[book.customer_id] = outcome.grace_until
+            if outcome.grace_until is None:
+                self._grace.cancel(book.customer_id)
+            else:
+                payload = {"customer_id": book.customer_id}
+                self._grace.schedule(book.customer_id, outcome.grace_until, payload)
         self._tiers[book.customer_id] = {
             "customer_id": book.customer_id,
             "tier": outcome.tier,
@@ -107,12 +111,7 @@ class TierLedger:
         """Write tiers and history and move grace timers, set-based."""
         await store.save_tiers(self.tx.session, list(self._tiers.values()))
         await store.append_history(self.tx.session, self._history)
-        graces = self._grace.items()
-        await self.tx.cancel_many(GRACE_END, (cid for cid, until in graces if until is None))
-        await self.tx.schedule_many(
-            GRACE_END,
-            [(cid, until, {"customer_id": cid}) for cid, until in graces if until is not None],
-        )
+        await self._grace.apply(self.tx)
 
 
 class ApplyBalanceChanges:

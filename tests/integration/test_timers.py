@@ -16,7 +16,7 @@ from shared.db import create_engine, session_factory
 from shared.tables import timers
 from shared.testing.waiting import eventually
 from shared.timers import TimerWorker, claim_statement
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import TimerMoves, UnitOfWork
 from tests.integration.conftest import make_probe_schema
 from tests.integration.probe import fired, record_fired
 
@@ -112,6 +112,25 @@ async def test_cancelled_timer_does_not_fire(timer_schema):
     async with sessions() as session:  # a cancel touches only its own kind
         other = await session.scalar(select(func.count()).where(timers.c.kind == "other"))
     assert other == 1
+
+
+async def test_timer_moves_apply_the_last_move_of_each_key(timer_schema):
+    sessions = timer_schema
+    uow = UnitOfWork(sessions, DevClock(), "probe")
+    async with uow() as tx:
+        await tx.schedule("probe", "moved-away", tx.now)
+        moves = TimerMoves("probe")
+        moves.schedule("scheduled-then-cancelled", tx.now)
+        moves.cancel("scheduled-then-cancelled")
+        moves.cancel("moved-away")
+        moves.cancel("cancelled-then-scheduled")
+        moves.schedule("cancelled-then-scheduled", tx.now, {"n": 1})
+        moves.schedule("scheduled-twice", tx.now, {"n": 1})
+        moves.schedule("scheduled-twice", tx.now + timedelta(hours=1), {"n": 2})
+        await moves.apply(tx)
+    async with sessions() as session:
+        pending = dict((await session.execute(select(timers.c.key, timers.c.payload))).all())
+    assert pending == {"cancelled-then-scheduled": {"n": 1}, "scheduled-twice": {"n": 2}}
 
 
 async def test_an_idle_worker_sleeps_until_the_next_timer_not_a_whole_poll(timer_schema):
