@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import datetime
 
 import asyncpg
 import pytest
@@ -53,6 +54,11 @@ async def _claim_plan(conn: asyncpg.Connection, due: int) -> dict[str, object]:
         due,
     )
     await conn.execute("ANALYZE timers")
+    return await _explain_claim(conn, now)
+
+
+async def _explain_claim(conn: asyncpg.Connection, now: datetime) -> dict[str, object]:
+    """EXPLAIN ANALYZE of a claim of 500 timers of kind `k` due by `now`."""
     claim = claim_statement(["k"], now, 500).compile(dialect=PGDialect_asyncpg())
     params = [claim.params[name] for name in claim.positiontup or ()]
     async with conn.transaction():
@@ -92,3 +98,35 @@ async def test_a_claim_among_many_timers_due_at_once_reads_only_its_batch(infra)
         assert not _sorts(await _claim_plan(conn, 20_000))
     finally:
         await conn.close()
+
+
+async def test_timers_falling_due_at_once_are_claimed_in_index_order_on_stale_statistics(infra):
+    """Statistics gathered while every pending timer lay in the future (scheduled at mixed
+    offsets, so in no physical order) estimated a mass of timers falling due at once at a
+    few rows: the claim read and sorted all of them to lock 500 (80 to 120 ms a claim with
+    100,000 due), until its "due by now" bound reached the planner as a sub-select."""
+    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
+    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
+    conn = await asyncpg.connect(
+        asyncpg_dsn(infra.database_url), server_settings={"search_path": schema}
+    )
+    try:
+        now = await conn.fetchval("SELECT now()")
+        await conn.execute(
+            "INSERT INTO timers (kind, key, due_at) SELECT 'k', 'later-' || n,"
+            " $1::timestamptz + interval '1 hour' + (n * 7919 % 5000) * interval '50 seconds'"
+            " FROM generate_series(1, 5000) n",
+            now,
+        )
+        await conn.execute("ANALYZE timers")
+        await conn.execute(
+            "INSERT INTO timers (kind, key, due_at) SELECT 'k', 'due-' || n,"
+            " $1::timestamptz - interval '1 second' FROM generate_series(1, 20000) n",
+            now,
+        )
+        plan = await _explain_claim(conn, now)
+    finally:
+        await conn.close()
+    assert not _sorts(plan) and "Index Scan" in _nodes(plan), _nodes(plan)
+    assert not any(node.startswith("Bitmap") for node in _nodes(plan))
+    assert plan["Actual Rows"] == 500

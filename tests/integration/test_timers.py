@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import func, select
 
 from shared.clock import DevClock
 from shared.db import create_engine, session_factory
 from shared.tables import timers
 from shared.testing.waiting import eventually
-from shared.timers import TimerWorker, claim_statement
+from shared.timers import TimerWorker
 from shared.unit_of_work import TimerMoves, UnitOfWork
 from tests.integration.conftest import make_probe_schema
 from tests.integration.probe import fired, record_fired
@@ -223,37 +221,3 @@ async def test_a_worker_woken_as_the_database_goes_down_backs_off(timer_schema):
         w.stop()
         await task
     assert 1 <= attempts_while_down < 20  # a backoff of 0.2 s, doubling; without it, thousands
-
-
-async def test_a_mass_of_timers_falling_due_is_claimed_in_index_order(timer_schema):
-    """Statistics gathered while every pending timer lay in the future (scheduled at mixed
-    offsets, so in no physical order) must not make the claim read and sort every timer
-    that falls due at once to lock the first few."""
-    sessions = timer_schema
-
-    async def run(statement: str) -> None:
-        async with sessions() as session, session.begin():
-            await session.execute(text(statement))
-
-    await run(
-        "INSERT INTO timers (kind, key, due_at) SELECT 'probe', 'later-' || n, now()"
-        " + interval '1 hour' + (n * 7919 % 5000) * interval '50 seconds'"
-        " FROM generate_series(1, 5000) n"
-    )
-    await run("ANALYZE timers")
-    await run(
-        "INSERT INTO timers (kind, key, due_at) SELECT 'probe', 'due-' || n,"
-        " now() - interval '1 second' FROM generate_series(1, 20000) n"
-    )
-    async with sessions() as session:
-        claim = claim_statement(["probe"], await session.scalar(select(func.now())), 100)
-        compiled = claim.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[attr-defined]
-        driver = (await (await session.connection()).get_raw_connection()).driver_connection
-        plan = json.dumps(
-            await driver.fetchval(
-                f"EXPLAIN (FORMAT JSON) {compiled.string}",
-                *(compiled.params[name] for name in compiled.positiontup),
-            )
-        )
-    assert "timers_pending" in plan
-    assert '"Sort"' not in plan and "Bitmap" not in plan, plan
