@@ -1,19 +1,22 @@
-"""How the embedded broker's cost grows with the record batches a partition holds.
+"""How the embedded broker's cost grows with the record batches a partition holds, and how
+its latency follows the consumers' fetch wait.
 
-python -m bench.broker             # 0, 5,000 and 10,000 stored one-record batches
-python -m bench.broker 0 20000     # chosen sizes
+python -m bench.broker                       # 0, 5,000 and 10,000 stored one-record batches
+python -m bench.broker 0 20000               # chosen sizes
+python -m bench.broker 0 --wait 20 50 200    # chosen fetch waits (ms; the services' default
+                                             # CONSUMER_FETCH_MAX_WAIT_MS otherwise)
 
-For each size: an empty broker, a one-partition topic filled with that many one-record
-batches (one produce request each, as a producer with linger 0 sends a steady stream), then
-1,000 messages at 500/s tailed by a consumer with the services' fetch settings. Prints the
+For each size and wait: an empty broker, a one-partition topic filled with that many
+one-record batches (one produce request each, as a producer with linger 0 sends a steady
+stream), then 1,000 messages at 500/s tailed by a consumer with that fetch wait. Prints the
 broker's CPU (share of one core) and the consumer's latency. The benchmark runs each section
 on an empty broker because of what this shows.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +34,8 @@ RATE = 500
 MESSAGES = 1000
 
 
-async def tail(bootstrap: str, producer: AIOKafkaProducer) -> list[float]:
+async def tail(bootstrap: str, producer: AIOKafkaProducer, wait: int) -> list[float]:
     """Latencies (s) of MESSAGES sent at RATE/s to a consumer tailing the topic."""
-    wait = StewardSettings.model_fields["consumer_fetch_max_wait_ms"].default
     consumer = AIOKafkaConsumer(
         TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=wait
     )
@@ -59,7 +61,7 @@ async def tail(bootstrap: str, producer: AIOKafkaProducer) -> list[float]:
         await consumer.stop()
 
 
-async def probe(stored: int) -> None:
+async def probe(stored: int, wait: int) -> None:
     with tempfile.TemporaryDirectory(prefix="steward-broker-probe-") as workdir:
         broker = EmbeddedBroker(free_port(), Path(workdir) / "broker.log")
         bootstrap = broker.start()
@@ -73,24 +75,39 @@ async def probe(stored: int) -> None:
                 assert broker.pid is not None
                 process = psutil.Process(broker.pid)
                 before, started = sum(process.cpu_times()[:2]), time.perf_counter()
-                latencies = [s * 1000 for s in await tail(bootstrap, producer)]
+                latencies = [s * 1000 for s in await tail(bootstrap, producer, wait)]
                 cpu = (sum(process.cpu_times()[:2]) - before) / (time.perf_counter() - started)
             finally:
                 await producer.stop()
         finally:
             broker.stop()
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(
-        f"  {stored:>7,} stored batches: broker {100 * cpu:5.1f} % of a core, latency "
-        f"p50 {percentile(latencies, 50):5.1f} ms, p99 {percentile(latencies, 99):5.1f} ms",
+        f"  {stored:>7,} stored batches, fetch wait {wait:>4} ms: broker {100 * cpu:5.1f} % of "
+        f"a core, latency p50 {p50:5.1f} ms, p99 {p99:5.1f} ms",
         flush=True,
     )
 
 
 def cli() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [0, 5_000, 10_000]
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.broker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sizes", nargs="*", type=int, default=[0, 5_000, 10_000])
+    parser.add_argument(
+        "--wait",
+        nargs="+",
+        type=int,
+        default=[StewardSettings.model_fields["consumer_fetch_max_wait_ms"].default],
+        help="consumer fetch waits to try, in ms",
+    )
+    args = parser.parse_args()
     print(f"Embedded broker: tailing {MESSAGES:,} messages at {RATE}/s from one partition")
-    for stored in sizes:
-        asyncio.run(probe(stored))
+    for stored in args.sizes:
+        for wait in args.wait:
+            asyncio.run(probe(stored, wait))
 
 
 if __name__ == "__main__":
