@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -165,6 +166,50 @@ async def test_relay_publishes_several_batches_per_transaction_in_order(relay_sc
     sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=60))
     assert all(seq == list(range(20)) for seq in sequences.values()), sequences
     assert await relay_schema.unsent() == 0
+
+
+class _RefusesSecondBatch:
+    """A producer whose broker acknowledges the first batch and refuses the second."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self.batches = 0
+        self.forwarded = 0  # messages handed to the broker
+
+    async def enqueue(self, messages: Any) -> asyncio.Future[list[object]]:
+        self.batches += 1
+        if self.batches != 2:
+            batch = list(messages)
+            self.forwarded += len(batch)
+            return await self._producer.enqueue(batch)
+        refused: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
+        refused.set_exception(KafkaTimeoutError("no acknowledgement"))
+        return refused
+
+
+async def test_a_refused_batch_leaves_its_transaction_unsent(relay_schema, tier_topic):
+    """A batch the broker refuses fails its whole transaction: no row of it stays marked
+    sent, those of batches acknowledged before included, and the next one publishes them."""
+    customers = [f"U-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for n in range(5):
+        async with relay_schema.uow() as tx:
+            for customer in customers:
+                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+
+    refusing = relay_schema.relay(batch_size=4, batches_per_transaction=4)
+    broker = _RefusesSecondBatch(relay_schema.producer)
+    refusing._producer = broker  # type: ignore[assignment]
+    with pytest.raises(KafkaTimeoutError):
+        await refusing.publish_batch()
+    assert await relay_schema.unsent() == 15
+
+    assert await relay_schema.relay(batch_size=4, batches_per_transaction=4).publish_batch() == 15
+    assert await relay_schema.unsent() == 0
+    # What the refused transaction handed to the broker is on the topic too: then all again.
+    wanted = {c.encode() for c in customers}
+    count = broker.forwarded + 15
+    sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=count))
+    assert all(seq[-5:] == list(range(5)) for seq in sequences.values()), sequences
 
 
 async def _outbox_rows(session: AsyncSession, key: str) -> int:
