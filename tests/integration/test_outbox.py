@@ -45,6 +45,16 @@ def tier_changed(customer: str, total: int) -> TierChanged:
     )
 
 
+async def emit_rounds(uow: UnitOfWork, prefix: str, rounds: int) -> list[str]:
+    """Three new customers; transaction n emits a TierChanged of total n for each of them."""
+    customers = [f"{prefix}-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for n in range(rounds):
+        async with uow() as tx:
+            for customer in customers:
+                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+    return customers
+
+
 def totals_by_key(records: list[Any]) -> dict[bytes, list[int]]:
     """The total_balance of each key's TierChanged records, in the order they arrived."""
     sequences: dict[bytes, list[int]] = defaultdict(list)
@@ -140,12 +150,8 @@ async def test_relay_started_after_commit_publishes_what_was_committed(relay_sch
 
 
 async def test_per_key_order_is_preserved(probe, tier_topic):
-    customers = [f"K-{uuid.uuid4().hex[:8]}" for _ in range(3)]
-    for n in range(60):
-        async with probe.runtime.uow() as tx:
-            # several events per transaction, interleaving keys
-            for customer in customers:
-                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+    # several events per transaction, interleaving keys
+    customers = await emit_rounds(probe.runtime.uow, "K", rounds=60)
     wanted = {c.encode() for c in customers}
     sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=180))
     assert all(seq == list(range(60)) for seq in sequences.values()), sequences
@@ -154,11 +160,7 @@ async def test_per_key_order_is_preserved(probe, tier_topic):
 async def test_relay_publishes_several_batches_per_transaction_in_order(relay_schema, tier_topic):
     """Batch n+1 is queued before batch n is acknowledged: order per key still holds, each
     row goes out once and is marked sent, and a transaction stops at its batch limit."""
-    customers = [f"B-{uuid.uuid4().hex[:8]}" for _ in range(3)]
-    for n in range(20):
-        async with relay_schema.uow() as tx:
-            for customer in customers:
-                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+    customers = await emit_rounds(relay_schema.uow, "B", rounds=20)
 
     relay = relay_schema.relay(batch_size=7, batches_per_transaction=4)
     assert [await relay.publish_batch() for _ in range(4)] == [28, 28, 4, 0]
@@ -190,11 +192,7 @@ class _RefusesSecondBatch:
 async def test_a_refused_batch_leaves_its_transaction_unsent(relay_schema, tier_topic):
     """A batch the broker refuses fails its whole transaction: no row of it stays marked
     sent, those of batches acknowledged before included, and the next one publishes them."""
-    customers = [f"U-{uuid.uuid4().hex[:8]}" for _ in range(3)]
-    for n in range(5):
-        async with relay_schema.uow() as tx:
-            for customer in customers:
-                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+    customers = await emit_rounds(relay_schema.uow, "U", rounds=5)
 
     refusing = relay_schema.relay(batch_size=4, batches_per_transaction=4)
     broker = _RefusesSecondBatch(relay_schema.producer)
