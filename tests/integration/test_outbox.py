@@ -93,12 +93,12 @@ class RelaySchema:
     uow: UnitOfWork
     producer: Producer
 
-    def relay(self, **options: Any) -> OutboxRelay:
+    def relay(self, producer: Any = None, **options: Any) -> OutboxRelay:
         return OutboxRelay(
             service="probe",
             schema=self.schema,
             sessions=self.sessions,
-            producer=self.producer,
+            producer=producer or self.producer,
             database_url=self.infra.database_url,
             **options,
         )
@@ -194,9 +194,8 @@ async def test_a_refused_batch_leaves_its_transaction_unsent(relay_schema, tier_
     sent, those of batches acknowledged before included, and the next one publishes them."""
     customers = await emit_rounds(relay_schema.uow, "U", rounds=5)
 
-    refusing = relay_schema.relay(batch_size=4, batches_per_transaction=4)
     broker = _RefusesSecondBatch(relay_schema.producer)
-    refusing._producer = broker  # type: ignore[assignment]
+    refusing = relay_schema.relay(broker, batch_size=4, batches_per_transaction=4)
     with pytest.raises(KafkaTimeoutError):
         await refusing.publish_batch()
     assert await relay_schema.unsent() == 15
