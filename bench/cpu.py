@@ -20,6 +20,24 @@ from dataclasses import dataclass, field
 import psutil
 
 SAMPLE_EVERY = 0.5  # seconds; a process that ends between samples loses at most this much
+SPEED_LOOP = 2_000_000  # iterations of the speed probe's loop
+
+
+def loop_milliseconds() -> float:
+    """How long one core takes now for a fixed pure-Python loop (best of five), in ms.
+
+    The cores of this machine do not run at one speed: idle, this loop took 37.5 to
+    75.0 ms within the same hour, mostly about 40 (no steal time reported). A figure is
+    read beside the speed of its moment; two runs compare only at similar speeds.
+    """
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for n in range(SPEED_LOOP):
+            total += n
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 def role(process: psutil.Process, bench_pid: int) -> str:

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select, text
 
 from bench import complaints, latency, notify
-from bench.cpu import CpuUse, cpu_use
+from bench.cpu import CpuUse, cpu_use, loop_milliseconds
 from bench.kit import Server, percentile, service_process, wait_until
 from bench.workload import Workload, balance_workload
 from services.tiering.app import SPEC as TIERING
@@ -96,6 +96,12 @@ class Report:
         }
         roles = ", ".join(f"{name} {cores:.2f}" for name, cores in use.cores.items())
         print(f"  cpu during {span}: {use.busy:.2f} of {os.cpu_count()} cores ({roles})")
+
+    def speed(self, moment: str) -> None:
+        """Record and print how fast a core is now (see bench.cpu.loop_milliseconds)."""
+        ms = loop_milliseconds()
+        self.figures[f"machine speed {moment}"] = {"value": round(ms, 1), "unit": "ms"}
+        print(f"  machine speed {moment}: a fixed Python loop took {ms:.1f} ms", flush=True)
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks[name] = ok
@@ -278,19 +284,21 @@ async def measure(
     # partition holds (`python -m bench.broker`: 500 msg/s tailed from a partition of 10,000
     # one-record batches took 93 to 106 % of a core, 16 % when empty), so a section on a shared
     # broker would pay for the records of the sections before it.
-    if "tiering" in sections:
+    steps = {
+        "tiering": measure_tiering,
+        "latency": measure_latency,
+        "complaints": measure_complaints,
+        "notifications": measure_notifications,
+    }
+    for section in SECTIONS:
+        if section not in sections:
+            continue
+        report.speed(f"before {section}")
         async with empty_broker(infra) as own:
-            raw = await measure_tiering(own, scale, report)
-        report.figures["raw_min"] = {"value": round(raw, 1), "unit": "msg/s"}
-    if "latency" in sections:
-        async with empty_broker(infra) as own:
-            await measure_latency(own, scale, report)
-    if "complaints" in sections:
-        async with empty_broker(infra) as own:
-            await measure_complaints(own, scale, report)
-    if "notifications" in sections:
-        async with empty_broker(infra) as own:
-            await measure_notifications(own, scale, report)
+            raw = await steps[section](own, scale, report)
+        if raw is not None:
+            report.figures["raw_min"] = {"value": round(raw, 1), "unit": "msg/s"}
+        report.speed(f"after {section}")
 
 
 async def measure_tiering(infra: Infrastructure, scale: Scale, report: Report) -> float:
