@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from bench.kit import (
     Server,
+    collector_paused,
     envelope,
     percentile,
     producer,
@@ -209,26 +210,27 @@ async def end_to_end(infra: Infrastructure, scale: LatencyScale) -> LatencyResul
         kafka = await producer(infra.bootstrap_servers, linger_ms=0)
         seq: dict[str, int] = {}
         try:
-            started = time.perf_counter()
-            acks = []
-            probe_iter = iter(probes)
-            for n in range(total):
-                # Steady pacing: posting n goes out at started + n / rate.
-                delay = started + n / scale.rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if n % PROBE_EVERY == PROBE_EVERY - 1 and (probe := next(probe_iter, None)):
-                    key, value = _posting(probe, f"{probe}-0", "60000.00", 2)
-                    published[probe] = time.time()
-                else:
-                    customer = rng.choice(background)
-                    account = f"{customer}-{rng.randint(0, 1)}"
-                    seq[account] = seq.get(account, 1) + 1
-                    balance = f"{rng.randint(10_000, 2_000_000) / 100:.2f}"
-                    key, value = _posting(customer, account, balance, seq[account])
-                acks.append(await kafka.send(BALANCE_CHANGED, value, key=key))
-            sent_rate = total / (time.perf_counter() - started)
-            await asyncio.gather(*acks)
+            with collector_paused():
+                started = time.perf_counter()
+                acks = []
+                probe_iter = iter(probes)
+                for n in range(total):
+                    # Steady pacing: posting n goes out at started + n / rate.
+                    delay = started + n / scale.rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if n % PROBE_EVERY == PROBE_EVERY - 1 and (probe := next(probe_iter, None)):
+                        key, value = _posting(probe, f"{probe}-0", "60000.00", 2)
+                        published[probe] = time.time()
+                    else:
+                        customer = rng.choice(background)
+                        account = f"{customer}-{rng.randint(0, 1)}"
+                        seq[account] = seq.get(account, 1) + 1
+                        balance = f"{rng.randint(10_000, 2_000_000) / 100:.2f}"
+                        key, value = _posting(customer, account, balance, seq[account])
+                    acks.append(await kafka.send(BALANCE_CHANGED, value, key=key))
+                sent_rate = total / (time.perf_counter() - started)
+                await asyncio.gather(*acks)
         finally:
             await kafka.stop()
 
