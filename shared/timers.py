@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, ScalarSelect, Select, func, literal, select, update
+from sqlalchemy import DateTime, ScalarSelect, Select, func, literal, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bulk import any_of
 from shared.clock import Clock, DevClock
@@ -68,6 +70,23 @@ def claim_statement(kinds: Iterable[str], now: datetime, limit: int) -> Select[A
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+# A claim plans with bitmap scans off, so it reads the `timers_pending` index in claim order
+# whatever the statistics say. On a table never analyzed since its timers arrived (a new
+# schema; a burst scheduled after a quiet spell) the planner estimated 100,000 due timers
+# at one row, ANDed the bitmaps of `timers_pending` and the (kind, key) index, and sorted
+# every due timer on disk to lock 500: 35 to 155 ms a claim, against 0.2 ms in index order.
+_BITMAP_SCANS_OFF = text("SET LOCAL enable_bitmapscan = off")
+_BITMAP_SCANS_RESET = text("RESET enable_bitmapscan")  # the rest of the transaction plans freely
+
+
+@asynccontextmanager
+async def index_order(session: AsyncSession) -> AsyncIterator[None]:
+    """Statements run inside plan without bitmap scans: a claim reads in index order."""
+    await session.execute(_BITMAP_SCANS_OFF)
+    yield
+    await session.execute(_BITMAP_SCANS_RESET)
 
 
 def unestimated(moment: datetime) -> ScalarSelect[Any]:
@@ -176,7 +195,8 @@ class TimerWorker:
 
     async def _claim(self, tx: Tx, *, limit: int | None = None) -> list[DueTimer]:
         claim = claim_statement(self._handlers, tx.now, limit or self._batch_size)
-        rows = (await tx.session.execute(claim)).all()
+        async with index_order(tx.session):
+            rows = (await tx.session.execute(claim)).all()
         return [DueTimer(r.id, r.kind, r.key, r.due_at, r.payload) for r in rows]
 
     async def _dispatch(self, tx: Tx, due: list[DueTimer]) -> None:
