@@ -368,6 +368,7 @@ async def fire_sla_timers(tx: Tx, due: list[DueTimer]) -> None:
     keys = [_parse_sla_key(t.key) for t in due]
     complaints = await store.load_for_update(tx.session, (k[0] for k in keys))
     changed: dict[str, Complaint] = {}
+    breached: dict[tuple[str, SlaClock, int], list[Complaint]] = {}
     for complaint_id, clock, level, generation in keys:  # claimed in due order
         c = complaints.get(complaint_id)
         alert = c.sla_due(tx.now, clock, level, generation) if c else None
@@ -386,22 +387,49 @@ async def fire_sla_timers(tx: Tx, due: list[DueTimer]) -> None:
             ),
             key=c.customer_id,
         )
-        tx.emit(
-            OPS_ALERTS,
-            OpsAlert(
-                service="complaints",
-                severity="critical" if alert.escalation_level == 2 else "warning",
-                kind="sla_breach",
-                message=(
-                    f"complaint {c.complaint_id} ({c.severity}) breached its {alert.clock} "
-                    f"deadline, escalation level {alert.escalation_level}"
-                ),
-                details={"complaint_id": c.complaint_id, "department": c.department},
-            ),
-            key=c.customer_id,
-        )
+        breached.setdefault((c.department, alert.clock, alert.escalation_level), []).append(c)
         publish(tx, c)
+    for (department, breached_clock, escalation), group in breached.items():
+        _alert_ops(tx, department, breached_clock, escalation, group)
     await store.save_fired(tx.session, list(changed.values()), tx.now)
+
+
+def _alert_ops(
+    tx: Tx, department: str, clock: SlaClock, level: int, breached: list[Complaint]
+) -> None:
+    """One ops alert for a department's complaints whose `clock` reached an escalation
+    level in the same firing: a lone breach as it always was; a mass of them (a deadline
+    shared by thousands) as one alert per department, clock and level, not thousands."""
+    first = breached[0]
+    details: dict[str, Any] = {
+        "department": department,
+        "clock": clock,
+        "escalation_level": level,
+        "count": len(breached),
+        "complaint_ids": [c.complaint_id for c in breached],
+    }
+    if len(breached) == 1:
+        details["complaint_id"] = first.complaint_id
+        message = (
+            f"complaint {first.complaint_id} ({first.severity}) breached its {clock} "
+            f"deadline, escalation level {level}"
+        )
+    else:
+        message = (
+            f"{len(breached)} complaints in {department} breached their {clock} deadline, "
+            f"escalation level {level}"
+        )
+    tx.emit(
+        OPS_ALERTS,
+        OpsAlert(
+            service="complaints",
+            severity="critical" if level == 2 else "warning",
+            kind="sla_breach",
+            message=message,
+            details=details,
+        ),
+        key=first.customer_id if len(breached) == 1 else department,
+    )
 
 
 def _parse_callback_key(key: str) -> tuple[str, int, int]:

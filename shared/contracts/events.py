@@ -274,4 +274,12 @@ class OpsAlert(Contract):
     severity: Literal["info", "warning", "critical"]
     kind: str = Field(examples=["sla_breach", "dead_letter", "provider_down"])
     message: str
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Depends on `kind`. `sla_breach`: `department`, `clock`, `escalation_level`, "
+            "`count` and `complaint_ids`, one alert for the complaints of a department "
+            "whose clock reached the level in the same firing; with one complaint, also "
+            "`complaint_id`."
+        ),
+    )
