@@ -67,6 +67,7 @@ complaints = Table(
     Column("updated_at", TS, nullable=False),
     Index("complaints_customer_category", "customer_id", "category", "received_at"),
     Index("complaints_status", "status"),
+    postgresql_with={"fillfactor": 50},  # room to rewrite a row in place (migration 0004)
 )
 
 customer_tiers = Table(

@@ -4,6 +4,7 @@ the indexes their hot queries need, whichever revision they were created at."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import datetime
@@ -15,10 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.complaints import store
 from services.complaints.app import SPEC as COMPLAINTS
 from shared.db import asyncpg_dsn, create_engine, ensure_schema
 from shared.migrations import alembic_config, upgrade
 from shared.timers import claim_statement, index_order
+from tests.unit.complaints.test_complaint import T0, H, new
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +171,37 @@ async def test_timers_falling_due_at_once_are_claimed_in_index_order_before_any_
         await conn.close()
     assert not _sorts(plan) and "Index Scan" in _nodes(plan), _nodes(plan)
     assert plan["Actual Rows"] == 500
+
+
+async def test_complaints_whose_timers_fire_together_are_rewritten_in_place(infra):
+    """Complaints filed together share pages; when their breach fires for all of them in
+    one transaction, each row is rewritten on its own page (a heap-only update that
+    touches no index), as the half-empty pages of migration 0004 leave room for."""
+    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
+    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
+    engine = create_engine(infra.database_url, schema, application_name="test-hot-updates")
+    template, _ = new()
+    filed = [
+        dataclasses.replace(template, complaint_id=f"CP{n}", complaint_ref=f"R{n}")
+        for n in range(200)
+    ]
+    now = T0 + 200 * H
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            await store.save(session, filed, T0)
+        async with AsyncSession(engine) as session, session.begin():
+            loaded = await store.load_for_update(session, (c.complaint_id for c in filed))
+            for complaint in loaded.values():
+                assert complaint.sla_due(now, "response", "breach_1", 0) is not None
+            await store.save_fired(session, list(loaded.values()), now)
+            updated, in_place = (
+                await session.execute(
+                    text(
+                        "SELECT pg_stat_get_xact_tuples_updated('complaints'::regclass),"
+                        " pg_stat_get_xact_tuples_hot_updated('complaints'::regclass)"
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    assert (updated, in_place) == (200, 200)
