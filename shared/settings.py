@@ -48,7 +48,15 @@ class StewardSettings(BaseSettings):
         "replicas do: one batch's handler runs while another's SQL is in Postgres "
         "(complaints defaults to 2)",
     )
-    outbox_batch_size: int = Field(default=1000, ge=1)
+    outbox_batch_size: int = Field(
+        default=4000,
+        ge=1,
+        description="Outbox rows the relay reads, publishes and marks sent per round trip. "
+        "It shares its process with the consumers and timers, whose work holds the event loop "
+        "between its awaits: 100,000 breaches in two complaints replicas, four alternating "
+        "pairs, were all published 2.6 to 5.3 s after the last timer fired at 1,000, 0.4 to "
+        "1.2 s at 4,000 (in all 12.2 to 18.6 s against 9.7 to 13.1 s)",
+    )
     retention_hours: float = Field(
         default=168,
         gt=0,
