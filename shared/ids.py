@@ -1,11 +1,10 @@
 """Random (version 4) UUIDs for event, message and complaint ids, drawn from a pooled read.
 
-`uuid.uuid4()` makes one getrandom() system call per id; with 100,000 SLA timers firing
-that was 7 % of the complaints process. Reading the same OS source 64 KiB at a time gives
-ids of the same quality with one call per 4,096 of them. With 4 KiB reads (256 ids) the
-reads alone still took 6.4 % of py-spy's samples of the busy complaints process (200,000
-ids), against 0.6 % now; in a quiet process a 4 KiB read takes 8 µs, so the cost in the
-busy one is in the system call's round trip (why it is that slow there was not found).
+`uuid.uuid4()` makes one getrandom() system call per id; reading the same OS source 4 KiB
+at a time gives ids of the same quality with one call per 256 of them. What that saves is
+not known: py-spy put the per-id calls at 7 % of the complaints process firing 100,000
+breaches, but it overstates system calls on this machine (it put 24 % of the process under
+POST load in two `uuid4()` calls a request, and pooling those changed no throughput).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import os
 import threading
 import uuid
 
-_POOL_BYTES = 65536
+_POOL_BYTES = 4096
 _lock = threading.Lock()
 _pool = b""
 _taken = 0
