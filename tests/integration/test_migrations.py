@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import asyncpg
@@ -20,6 +22,7 @@ from services.complaints import store
 from services.complaints.app import SPEC as COMPLAINTS
 from shared.db import asyncpg_dsn, create_engine, ensure_schema
 from shared.migrations import alembic_config, upgrade
+from shared.testing.infra import Infrastructure
 from shared.timers import claim_statement, index_order
 from tests.unit.complaints.test_complaint import T0, H, new
 
@@ -45,6 +48,22 @@ async def test_replicas_creating_a_new_schema_at_once_all_succeed(infra):
         finally:
             await asyncio.gather(*(engine.dispose() for engine in engines))
         assert found == 1
+
+
+@asynccontextmanager
+async def _complaints_schema(
+    infra: Infrastructure,
+) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A new schema migrated by the complaints service, and a connection working in it."""
+    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
+    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
+    conn = await asyncpg.connect(
+        asyncpg_dsn(infra.database_url), server_settings={"search_path": schema}
+    )
+    try:
+        yield schema, conn
+    finally:
+        await conn.close()
 
 
 async def _claim_plan(
@@ -97,13 +116,8 @@ async def test_a_claim_among_many_timers_due_at_once_reads_only_its_batch(infra)
     """100,000 SLA timers falling due at once: with due_at alone indexed, every claim of
     500 sorted all of them (49 ms each, 200 claims). A schema migrated from before the
     (due_at, id) index gets it too; downgrading puts the old one back."""
-    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
-    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
-    conn = await asyncpg.connect(
-        asyncpg_dsn(infra.database_url), server_settings={"search_path": schema}
-    )
-    config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
-    try:
+    async with _complaints_schema(infra) as (schema, conn):
+        config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
         plan = await _claim_plan(conn, infra.database_url, schema, 20_000)
         assert not _sorts(plan) and "Index Scan" in _nodes(plan)
         assert plan["Actual Rows"] == 500
@@ -113,8 +127,6 @@ async def test_a_claim_among_many_timers_due_at_once_reads_only_its_batch(infra)
         assert _sorts(await _claim_plan(conn, infra.database_url, schema, 20_000))
         await asyncio.to_thread(command.upgrade, config, "head")
         assert not _sorts(await _claim_plan(conn, infra.database_url, schema, 20_000))
-    finally:
-        await conn.close()
 
 
 async def test_timers_falling_due_at_once_are_claimed_in_index_order_on_stale_statistics(infra):
@@ -122,12 +134,7 @@ async def test_timers_falling_due_at_once_are_claimed_in_index_order_on_stale_st
     offsets, so in no physical order) estimated a mass of timers falling due at once at a
     few rows: the claim read and sorted all of them to lock 500 (80 to 120 ms a claim with
     100,000 due), until its "due by now" bound reached the planner as a sub-select."""
-    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
-    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
-    conn = await asyncpg.connect(
-        asyncpg_dsn(infra.database_url), server_settings={"search_path": schema}
-    )
-    try:
+    async with _complaints_schema(infra) as (schema, conn):
         now = await conn.fetchval("SELECT now()")
         await conn.execute(
             "INSERT INTO timers (kind, key, due_at) SELECT 'k', 'later-' || n,"
@@ -142,8 +149,6 @@ async def test_timers_falling_due_at_once_are_claimed_in_index_order_on_stale_st
             now,
         )
         plan = await _explain_claim(infra.database_url, schema, now)
-    finally:
-        await conn.close()
     assert not _sorts(plan) and "Index Scan" in _nodes(plan), _nodes(plan)
     assert not any(node.startswith("Bitmap") for node in _nodes(plan))
     assert plan["Actual Rows"] == 500
@@ -154,12 +159,7 @@ async def test_timers_falling_due_at_once_are_claimed_in_index_order_before_any_
     benchmark's mass breach): the planner estimated them at one row, ANDed the bitmaps of
     the pending and (kind, key) indexes and sorted every due timer on disk to lock 500,
     35 to 155 ms a claim, until claims were planned without bitmap scans."""
-    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
-    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
-    conn = await asyncpg.connect(
-        asyncpg_dsn(infra.database_url), server_settings={"search_path": schema}
-    )
-    try:
+    async with _complaints_schema(infra) as (schema, conn):
         now = await conn.fetchval("SELECT now()")
         await conn.execute(
             "INSERT INTO timers (kind, key, due_at) SELECT 'sla', 'due-' || n,"
@@ -167,8 +167,6 @@ async def test_timers_falling_due_at_once_are_claimed_in_index_order_before_any_
             now,
         )
         plan = await _explain_claim(infra.database_url, schema, now, kinds=("sla", "callback"))
-    finally:
-        await conn.close()
     assert not _sorts(plan) and "Index Scan" in _nodes(plan), _nodes(plan)
     assert plan["Actual Rows"] == 500
 

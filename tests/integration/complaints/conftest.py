@@ -22,6 +22,19 @@ def customer(cid: str) -> dict[str, str]:
     return RunningService.token("customer", customer_id=cid)
 
 
+async def file_complaint(svc: RunningService, **fields: Any) -> dict[str, Any]:
+    """File a complaint over the API as staff; `fields` override the body's defaults."""
+    body = {
+        "customer_id": customer_id(),
+        "channel": "hotline",
+        "category": "processing_delay",
+        "description": "my transfer has been pending for a week",
+    } | fields
+    response = await svc.http.post("/complaints", json=body, headers=STAFF)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
 def filed_event(cid: str, received_at: datetime, **data: Any) -> dict[str, Any]:
     """A ComplaintFiled envelope; `data` overrides the defaults."""
     return make_event(

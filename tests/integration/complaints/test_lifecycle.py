@@ -13,7 +13,13 @@ from services.complaints.app import SPEC
 from shared.contracts.topics import COMPLAINT_CALLBACK_DUE, COMPLAINT_UPDATED
 from shared.testing.kafka import TopicWatcher, value_of
 from shared.testing.services import RunningService, running_service, service_settings
-from tests.integration.complaints.conftest import OPS, STAFF, customer, customer_id
+from tests.integration.complaints.conftest import (
+    OPS,
+    STAFF,
+    customer,
+    customer_id,
+    file_complaint,
+)
 from tests.integration.complaints.timing import advance_to, emitted, settled
 
 pytestmark = pytest.mark.integration
@@ -31,18 +37,6 @@ async def updates(infra) -> AsyncIterator[TopicWatcher]:
     watcher = await TopicWatcher(infra.bootstrap_servers, COMPLAINT_UPDATED).start()
     yield watcher
     await watcher.stop()
-
-
-async def file(svc: RunningService, **fields: Any) -> dict[str, Any]:
-    body = {
-        "customer_id": customer_id(),
-        "channel": "hotline",
-        "category": "processing_delay",
-        "description": "my transfer has been pending for a week",
-    } | fields
-    response = await svc.http.post("/complaints", json=body, headers=STAFF)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def post(svc: RunningService, path: str, body: Any = None, headers=HANDLER) -> Any:
@@ -69,7 +63,7 @@ async def test_customer_files_own_complaint_and_staff_is_first_contact_owner(svc
     assert body["amount_involved"] == "12.50"
     for key in ("response_due_at", "resolution_due_at", "regulatory_due_at", "trail"):
         assert body[key]
-    by_staff = await file(svc, customer_id=cid)
+    by_staff = await file_complaint(svc, customer_id=cid)
     assert by_staff["owner_id"] == "E100"
     listed = await svc.http.get("/complaints", headers=customer(cid))
     assert {i["complaint_id"] for i in listed.json()["items"]} == {
@@ -143,7 +137,7 @@ async def test_idempotency_key(svc, updates):
 
 async def test_duplicate_complaint_ref_is_409(svc):
     ref = f"BR-{customer_id()}"
-    await file(svc, complaint_ref=ref)
+    await file_complaint(svc, complaint_ref=ref)
     again = await svc.http.post(
         "/complaints",
         json={"customer_id": customer_id(), "channel": "branch", "category": "fees"}
@@ -158,7 +152,7 @@ async def test_duplicate_complaint_ref_is_409(svc):
 
 
 async def test_full_lifecycle_with_trail_and_snapshots(svc, updates):
-    c = await file(svc)
+    c = await file_complaint(svc)
     path = f"/complaints/{c['complaint_id']}"
     assert (c["department"], c["status"]) == ("operations", "received")
 
@@ -247,7 +241,7 @@ async def test_full_lifecycle_with_trail_and_snapshots(svc, updates):
 async def test_resolved_complaint_emits_callbacks_on_day_3_7_30(svc, infra):
     due_watcher = await TopicWatcher(infra.bootstrap_servers, COMPLAINT_CALLBACK_DUE).start()
     try:
-        c = await file(svc)
+        c = await file_complaint(svc)
         path = f"/complaints/{c['complaint_id']}"
         await post(svc, f"{path}/acknowledge")
         await post(svc, f"{path}/start")
@@ -291,7 +285,7 @@ async def test_resolved_complaint_emits_callbacks_on_day_3_7_30(svc, infra):
 
 
 async def test_compensation_for_a_major_fund_loss(svc, updates):
-    c = await file(svc, category="unauthorized_transaction")
+    c = await file_complaint(svc, category="unauthorized_transaction")
     path = f"/complaints/{c['complaint_id']}/compensation"
     granted = await post(svc, path, {"kind": "fund_loss", "loss_amount": "1234.57"})
     assert granted.status_code == 200, granted.text
@@ -316,7 +310,7 @@ async def test_compensation_for_a_major_fund_loss(svc, updates):
 
 
 async def test_authorisation_on_reads_and_actions(svc):
-    c = await file(svc)
+    c = await file_complaint(svc)
     path = f"/complaints/{c['complaint_id']}"
     owner = customer(c["customer_id"])
     assert (await svc.http.get(path, headers=owner)).status_code == 200
@@ -332,9 +326,11 @@ async def test_authorisation_on_reads_and_actions(svc):
 
 
 async def test_list_filters_and_stats(svc):
-    now = datetime.fromisoformat((await file(svc))["received_at"])
-    late = await file(svc, received_at=(now - timedelta(hours=30)).isoformat(), category="fees")
-    major = await file(svc, channel="regulator")
+    now = datetime.fromisoformat((await file_complaint(svc))["received_at"])
+    late = await file_complaint(
+        svc, received_at=(now - timedelta(hours=30)).isoformat(), category="fees"
+    )
+    major = await file_complaint(svc, channel="regulator")
 
     async def ids(query: str) -> set[str]:
         response = await svc.http.get(f"/complaints?{query}&limit=1000", headers=STAFF)
@@ -354,17 +350,17 @@ async def test_list_filters_and_stats(svc):
 async def test_stats_by_branch_severity_and_department(svc):
     branch = f"B-{customer_id()}"
     now = svc.runtime.clock.now()
-    first = await file(
+    first = await file_complaint(
         svc, branch_id=branch, category="fees", received_at=(now - timedelta(hours=80)).isoformat()
     )
-    repeat = await file(
+    repeat = await file_complaint(
         svc,
         branch_id=branch,
         customer_id=first["customer_id"],
         category="fees",
         received_at=(now - timedelta(hours=1)).isoformat(),
     )
-    other = await file(
+    other = await file_complaint(
         svc,
         branch_id=branch,
         category="service_attitude",

@@ -15,25 +15,10 @@ from services.complaints.app import SPEC
 from shared.contracts.topics import OPS_ALERTS, SLA_BREACHED
 from shared.tables import outbox
 from shared.testing.services import RunningService, running_service, service_settings
-from tests.integration.complaints.conftest import STAFF, customer_id
+from tests.integration.complaints.conftest import file_complaint
 from tests.integration.complaints.timing import advance_to
 
 pytestmark = pytest.mark.integration
-
-
-async def _file(svc: RunningService) -> dict[str, Any]:
-    response = await svc.http.post(
-        "/complaints",
-        json={
-            "customer_id": customer_id(),
-            "channel": "branch",
-            "category": "fees",
-            "description": "charged twice for the annual card fee",
-        },
-        headers=STAFF,
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
 
 
 async def _written(svc: RunningService, topic: str) -> list[dict[str, Any]]:
@@ -47,7 +32,7 @@ async def _written(svc: RunningService, topic: str) -> list[dict[str, Any]]:
 async def test_breaches_falling_due_together_raise_one_alert_per_department_and_level(infra):
     settings = service_settings(SPEC, infra, timer_concurrency=1)  # one claim fires them all
     async with running_service(SPEC, settings) as svc:
-        filed = [await _file(svc) for _ in range(3)]
+        filed = [await file_complaint(svc) for _ in range(3)]
         ids = sorted(c["complaint_id"] for c in filed)
         due = max(datetime.fromisoformat(c["response_due_at"]) for c in filed)
         await advance_to(svc, due + timedelta(seconds=1))
@@ -70,7 +55,7 @@ async def test_breaches_falling_due_together_raise_one_alert_per_department_and_
 
 async def test_a_lone_breach_alerts_about_its_complaint(infra):
     async with running_service(SPEC, service_settings(SPEC, infra)) as svc:
-        complaint = await _file(svc)
+        complaint = await file_complaint(svc)
         due = datetime.fromisoformat(complaint["response_due_at"])
         await advance_to(svc, due + timedelta(seconds=1))
 

@@ -12,7 +12,7 @@ from services.complaints.app import SPEC
 from shared.contracts.topics import OPS_ALERTS, SLA_BREACHED, SLA_WARNING
 from shared.testing.kafka import TopicWatcher, value_of
 from shared.testing.services import running_service, service_settings
-from tests.integration.complaints.conftest import STAFF, customer_id
+from tests.integration.complaints.conftest import STAFF, file_complaint
 from tests.integration.complaints.timing import advance_to, emitted
 
 pytestmark = pytest.mark.integration
@@ -31,19 +31,13 @@ async def test_major_card_fraud_warns_and_breaches_once_across_a_restart(infra):
     alerts = await TopicWatcher(infra.bootstrap_servers, OPS_ALERTS).start()
     try:
         async with running_service(SPEC, service_settings(SPEC, infra, schema=schema)) as svc:
-            response = await svc.http.post(
-                "/complaints",
-                json={
-                    "customer_id": customer_id(),
-                    "channel": "branch",
-                    "category": "card_fraud",
-                    "description": "card used in another city while I was home",
-                    "amount_involved": "3200.00",
-                },
-                headers=STAFF,
+            complaint = await file_complaint(
+                svc,
+                channel="branch",
+                category="card_fraud",
+                description="card used in another city while I was home",
+                amount_involved="3200.00",
             )
-            assert response.status_code == 201, response.text
-            complaint = response.json()
             cid = complaint["complaint_id"]
             received = datetime.fromisoformat(complaint["received_at"])
             assert complaint["severity"] == "major"
