@@ -83,7 +83,8 @@ _BITMAP_SCANS_RESET = text("RESET enable_bitmapscan")  # the rest of the transac
 
 @asynccontextmanager
 async def index_order(session: AsyncSession) -> AsyncIterator[None]:
-    """Statements run inside plan without bitmap scans: a claim reads in index order."""
+    """Statements run inside plan without bitmap scans: a claim reads in index order. (A
+    statement that fails inside aborts the transaction, whose rollback undoes the SET.)"""
     await session.execute(_BITMAP_SCANS_OFF)
     yield
     await session.execute(_BITMAP_SCANS_RESET)
