@@ -27,8 +27,9 @@ def loop_milliseconds() -> float:
     """How long one core takes now for a fixed pure-Python loop (best of five), in ms.
 
     The cores of this machine do not run at one speed: idle, this loop took 37.5 to
-    75.0 ms within the same hour, mostly about 40 (no steal time reported). A figure is
-    read beside the speed of its moment; two runs compare only at similar speeds.
+    75.0 ms within one hour, mostly about 40 (no steal time reported), and 62 to 84 ms for
+    several minutes on another day. A figure is read beside the speed of its moment; two
+    runs compare only at similar speeds.
     """
     best = float("inf")
     for _ in range(5):
