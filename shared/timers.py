@@ -2,7 +2,8 @@
 
 A timer's effect and its `fired_at` mark commit in one transaction while the row is
 locked, so it fires exactly once across replicas and survives restarts. Timers are
-created with `Tx.schedule(kind, key, due_at, payload)`.
+created with `Tx.schedule(kind, key, due_at, payload)`; a handler may schedule the key it
+fires for again (a recurring job), and the timer fires again at its new time.
 
 An idle worker sleeps until the next pending timer falls due, as Postgres knew it when the
 worker last looked, or as this process scheduled it since; at most `poll_interval`, for
@@ -207,9 +208,15 @@ class TimerWorker:
         for kind, group in by_kind.items():
             await self._handlers[kind](tx, group)
             TIMERS_FIRED.labels(self.service, kind).inc(len(group))
-        if due:
-            fired = any_of(timers.c.id, (t.id for t in due))
-            await tx.session.execute(update(timers).where(fired).values(fired_at=tx.now))
+        # Marked after the handlers, not in the claim: claiming and marking in one UPDATE
+        # took the mass breach of 100,000 complaints from 19-20 s to 32-38 s (x1), and
+        # marking right after the claim to 26 s. A timer a handler scheduled again is not
+        # marked: its new due time stands.
+        fired = [t.id for t in due if (t.kind, t.key) not in tx.scheduled]
+        if fired:
+            await tx.session.execute(
+                update(timers).where(any_of(timers.c.id, fired)).values(fired_at=tx.now)
+            )
 
     async def _fire_singly(self) -> int:
         fired = 0

@@ -29,6 +29,7 @@ class Tx:
     now: datetime
     outbox: Outbox
     earliest_due: datetime | None = field(default=None, init=False)  # of timers set here
+    scheduled: set[tuple[str, str]] = field(default_factory=set, init=False)  # (kind, key)
 
     def emit(
         self, topic: str, data: Contract, *, key: str, causation: Envelope[Any] | None = None
@@ -53,6 +54,7 @@ class Tx:
             latest[key] = (due_at, payload)  # the last schedule of a key wins, as one by one
             if self.earliest_due is None or due_at < self.earliest_due:
                 self.earliest_due = due_at
+        self.scheduled.update((kind, key) for key in latest)
         await bulk_insert(
             self.session,
             timers,

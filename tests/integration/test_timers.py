@@ -13,8 +13,8 @@ from shared.clock import DevClock
 from shared.db import create_engine, session_factory
 from shared.tables import timers
 from shared.testing.waiting import eventually
-from shared.timers import TimerWorker
-from shared.unit_of_work import TimerMoves, UnitOfWork
+from shared.timers import DueTimer, TimerWorker
+from shared.unit_of_work import TimerMoves, Tx, UnitOfWork
 from tests.integration.conftest import make_probe_schema
 from tests.integration.probe import fired, record_fired
 
@@ -221,3 +221,63 @@ async def test_a_worker_woken_as_the_database_goes_down_backs_off(timer_schema):
         w.stop()
         await task
     assert 1 <= attempts_while_down < 20  # a backoff of 0.2 s, doubling; without it, thousands
+
+
+async def test_a_handler_may_schedule_its_own_timer_again(timer_schema):
+    """A recurring job reschedules the key it fires for; the worker's fired mark, written
+    after the handlers, leaves that timer pending at its new time (it used to mark it
+    fired too, so the job never ran again)."""
+    sessions = timer_schema
+    clock = DevClock()
+    runs: list[str] = []
+
+    async def again_in_an_hour(tx: Tx, due: list[DueTimer]) -> None:
+        for timer in due:
+            runs.append(timer.key)
+            if len(runs) < 3:
+                await tx.schedule(timer.kind, timer.key, tx.now + timedelta(hours=1))
+
+    uow = UnitOfWork(sessions, clock, "probe")
+    async with uow() as tx:
+        await tx.schedule("recurring", "hourly", tx.now)
+    w = TimerWorker(service="t", uow=uow, clock=clock, handlers={"recurring": again_in_an_hour})
+    assert await w.fire_due() == 1
+    assert await w.fire_due() == 0  # moved an hour on, not fired again at once
+    clock.advance(3600)
+    assert await w.fire_due() == 1
+    clock.advance(3600)
+    assert await w.fire_due() == 1
+    clock.advance(3600)
+    assert await w.fire_due() == 0  # the third run did not reschedule
+    assert runs == ["hourly"] * 3
+
+
+async def test_a_failing_timer_is_retried_later_and_the_rest_of_its_batch_fires(timer_schema):
+    """One timer's handler fails for good: its batch is fired one by one, the others fire,
+    and the failing one is not marked fired but pushed back with its error recorded."""
+    sessions = timer_schema
+    clock = DevClock()
+
+    async def fails_on_bad(tx: Tx, due: list[DueTimer]) -> None:
+        if any(t.key == "bad" for t in due):
+            raise RuntimeError("cannot handle bad")
+        await record_fired(tx, due)
+
+    uow = UnitOfWork(sessions, clock, "probe")
+    async with uow() as tx:
+        await tx.schedule_many("probe", [(k, tx.now, None) for k in ("a", "bad", "c")])
+    w = TimerWorker(service="t", uow=uow, clock=clock, handlers={"probe": fails_on_bad})
+    before = clock.now()
+    assert await w.fire_due() == 2
+    assert await count_fired(sessions) == (2, 2)
+    async with sessions() as session:
+        bad = (
+            await session.execute(
+                select(
+                    timers.c.fired_at, timers.c.attempts, timers.c.last_error, timers.c.due_at
+                ).where(timers.c.key == "bad")
+            )
+        ).one()
+    assert bad.fired_at is None and bad.attempts == 1
+    assert "cannot handle bad" in bad.last_error
+    assert before + timedelta(seconds=60) <= bad.due_at <= clock.now() + timedelta(seconds=60)
