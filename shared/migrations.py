@@ -34,6 +34,19 @@ def index_pending_timers_by_due_time() -> None:
     op.execute("CREATE INDEX timers_pending ON timers (due_at) WHERE fired_at IS NULL")
 
 
+def index_fired_timers() -> None:
+    """Fired timers indexed by when they fired, for the purge after the retention (a new
+    schema's first revision already creates it)."""
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS timers_fired_at ON timers (fired_at) WHERE fired_at IS NOT NULL"
+    )
+
+
+def drop_fired_timers_index() -> None:
+    """Reverse of index_fired_timers."""
+    op.execute("DROP INDEX IF EXISTS timers_fired_at")
+
+
 def create_rate_limit_table() -> None:
     """Create the rate-limit counters (for services that limit per customer)."""
     rate_limit_metadata.create_all(op.get_bind())

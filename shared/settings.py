@@ -60,8 +60,9 @@ class StewardSettings(BaseSettings):
     retention_hours: float = Field(
         default=168,
         gt=0,
-        description="How long sent outbox rows and inbox ids are kept: at least as long as the "
-        "consumed topics keep messages (7 days), so a replay meets the ids it already processed",
+        description="How long sent outbox rows, inbox ids and fired timers are kept: at least as "
+        "long as the consumed topics keep messages (7 days), so a replay meets the ids it "
+        "already processed",
     )
     port: int = 8000
     schema_name: str | None = Field(

@@ -1,4 +1,5 @@
-"""Outbox relay: publishes committed outbox rows in order, marks them sent, purges old ones.
+"""Outbox relay: publishes committed outbox rows in order, marks them sent, purges old ones
+(sent outbox rows, inbox ids and fired timers, after the retention).
 
 One relay per schema publishes at a time (a transaction-scoped advisory lock), so rows go
 out in id order and per-key order holds across replicas. It wakes on the outbox trigger's
@@ -16,7 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from sqlalchemy import delete, func, select, text, update
@@ -27,9 +28,17 @@ from shared.db import asyncpg_dsn
 from shared.faults import backoff_seconds, is_transient
 from shared.messaging.producer import Producer
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, TRANSIENT_FAILURES
-from shared.tables import inbox, outbox, outbox_channel
+from shared.tables import inbox, outbox, outbox_channel, timers
 
 log = logging.getLogger(__name__)
+
+
+class Purged(NamedTuple):
+    """Rows one purge deleted, per table."""
+
+    outbox: int
+    inbox: int
+    timers: int
 
 
 class OutboxRelay:
@@ -162,19 +171,24 @@ class OutboxRelay:
         )
         published.update(row.topic for row in rows)
 
-    async def purge(self) -> tuple[int, int]:
-        """Delete sent outbox rows and inbox ids older than the retention."""
+    async def purge(self) -> Purged:
+        """Delete sent outbox rows, inbox ids and fired timers older than the retention
+        (each found through its own index: `outbox_sent_at`, `inbox_processed_at`,
+        `timers_fired_at`). A pending timer stays however long ago it fell due."""
         cutoff = func.now() - text(f"interval '{int(self._retention.total_seconds())} seconds'")
         async with self._sessions() as session, session.begin():
             sent: Any = await session.execute(
                 delete(outbox).where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < cutoff)
             )
             seen: Any = await session.execute(delete(inbox).where(inbox.c.processed_at < cutoff))
+            fired: Any = await session.execute(
+                delete(timers).where(timers.c.fired_at.is_not(None), timers.c.fired_at < cutoff)
+            )
             backlog = await session.scalar(
                 select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
             )
         OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
-        return sent.rowcount, seen.rowcount
+        return Purged(sent.rowcount, seen.rowcount, fired.rowcount)
 
     async def _listen(self) -> None:
         """Hold a LISTEN connection; reconnect when it drops."""

@@ -20,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints import store
 from services.complaints.app import SPEC as COMPLAINTS
+from services.notifications.app import SPEC as NOTIFICATIONS
+from services.profile.app import SPEC as PROFILE
+from services.tiering.app import SPEC as TIERING
 from shared.db import asyncpg_dsn, create_engine, ensure_schema
 from shared.migrations import alembic_config, upgrade
 from shared.testing.infra import Infrastructure
@@ -203,3 +206,34 @@ async def test_complaints_whose_timers_fire_together_are_rewritten_in_place(infr
     finally:
         await engine.dispose()
     assert (updated, in_place) == (200, 200)
+
+
+@pytest.mark.parametrize(
+    ("spec", "before"),
+    [(COMPLAINTS, "0004"), (NOTIFICATIONS, "0002"), (PROFILE, "0002"), (TIERING, "0003")],
+    ids=lambda v: getattr(v, "name", v),
+)
+async def test_every_schema_indexes_fired_timers_for_the_purge(infra, spec, before):
+    """The purge finds fired timers past the retention by `timers_fired_at`: a schema
+    migrated from before it gets it, and a downgrade takes it away again."""
+    schema = f"{spec.name}_m{uuid.uuid4().hex[:8]}"
+    await upgrade(spec.migrations, infra.database_url, schema)
+    config = alembic_config(spec.migrations, infra.database_url, schema)
+    conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+
+    async def indexed() -> bool:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+            schema,
+            "timers_fired_at",
+        )
+        return bool(found)
+
+    try:
+        assert await indexed()
+        await asyncio.to_thread(command.downgrade, config, before)
+        assert not await indexed()
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await indexed()
+    finally:
+        await conn.close()

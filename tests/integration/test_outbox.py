@@ -7,13 +7,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.clock import DevClock
@@ -21,8 +21,8 @@ from shared.contracts.events import TierChanged
 from shared.contracts.topics import TIER_CHANGED
 from shared.db import create_engine, session_factory
 from shared.messaging.producer import Producer
-from shared.messaging.relay import OutboxRelay
-from shared.tables import outbox
+from shared.messaging.relay import OutboxRelay, Purged
+from shared.tables import inbox, outbox, timers
 from shared.testing.infra import Infrastructure
 from shared.testing.kafka import TopicWatcher, value_of
 from shared.testing.waiting import eventually
@@ -257,3 +257,47 @@ async def test_relay_wakes_on_a_copied_outbox_row(relay_schema, tier_topic):
     finally:
         relay.stop()
         await task
+
+
+async def test_purge_deletes_what_the_retention_has_passed_and_nothing_pending(relay_schema):
+    """Sent outbox rows, inbox ids and fired timers go after the retention; an unsent row or
+    a pending timer stays however old. Fired timers were kept forever before: every
+    message, deadline and grace period a schema ever had."""
+    async with relay_schema.sessions() as session, session.begin():
+        now = await session.scalar(select(func.now()))
+        old, recent = now - timedelta(days=8), now - timedelta(hours=1)
+        message = {"topic": "t", "key": b"k", "value": b"{}"}
+        await session.execute(
+            insert(outbox),
+            [
+                message | {"created_at": old, "sent_at": old},
+                message | {"created_at": recent, "sent_at": recent},
+                message | {"created_at": old, "sent_at": None},
+            ],
+        )
+        await session.execute(
+            insert(inbox),
+            [
+                {"consumer": "c", "event_id": "old", "processed_at": old},
+                {"consumer": "c", "event_id": "recent", "processed_at": recent},
+            ],
+        )
+        await session.execute(
+            insert(timers),
+            [
+                {"kind": "k", "key": "fired-long-ago", "due_at": old, "fired_at": old},
+                {"kind": "k", "key": "fired-lately", "due_at": old, "fired_at": recent},
+                {"kind": "k", "key": "overdue", "due_at": old, "fired_at": None},
+            ],
+        )
+
+    purged = await relay_schema.relay(retention=timedelta(days=7)).purge()
+
+    assert purged == Purged(outbox=1, inbox=1, timers=1)
+    async with relay_schema.sessions() as session:
+        sent = await session.scalars(select(outbox.c.sent_at).order_by(outbox.c.id))
+        seen = await session.scalars(select(inbox.c.event_id))
+        kept = await session.scalars(select(timers.c.key).order_by(timers.c.key))
+        assert list(sent) == [recent, None]
+        assert list(seen) == ["recent"]
+        assert list(kept) == ["fired-lately", "overdue"]
