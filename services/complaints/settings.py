@@ -14,7 +14,7 @@ from shared.settings import StewardSettings
 class ComplaintsSettings(StewardSettings):
     port: int = Field(default=8002, validation_alias="COMPLAINTS_PORT")
     # SLA deadlines fall due in crowds (a branch's morning, an outage's end): a second
-    # worker fires one batch while another's SQL runs. The other services measured no gain.
+    # worker fires one batch while another's SQL runs (notifications does the same).
     timer_concurrency: int = Field(default=2, ge=1)
     complaints_filing_limit_per_hour: int = Field(
         default=10,

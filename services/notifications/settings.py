@@ -11,6 +11,10 @@ from shared.settings import StewardSettings
 
 class NotificationsSettings(StewardSettings):
     port: int = Field(default=8003, validation_alias="NOTIFICATIONS_PORT")
+    # Two delivery workers: one sends a round while the other's SQL runs. A burst of 50,000
+    # CallbackDue went out at 2,642 to 2,833 msg/s against 2,189 to 2,500 with one (four
+    # alternating pairs); the daily cap's slots are taken atomically, in customer order.
+    timer_concurrency: int = Field(default=2, ge=1)
 
     notifications_sms_provider: Literal["sandbox", "http"] = Field(
         default="sandbox", description="`http` = the SMS gateway below; `sandbox` in dev"

@@ -403,11 +403,12 @@ async def take_daily_slots(
     session: AsyncSession, customer_ids: Sequence[str], day: date, cap: int
 ) -> set[str]:
     """Atomically count one more non-urgent message for the day for each of the (distinct)
-    customers; answers those who got a slot (the others are at the cap)."""
+    customers; answers those who got a slot (the others are at the cap). Rows are locked in
+    customer order, so two deliveries taking slots of the same customers cannot deadlock."""
     if cap <= 0 or not customer_ids:
         return set()
     taken = await session.execute(
-        _TAKE_SLOTS, {"customers": list(customer_ids), "day": day, "cap": cap}
+        _TAKE_SLOTS, {"customers": sorted(customer_ids), "day": day, "cap": cap}
     )
     return {r.customer_id for r in taken}
 

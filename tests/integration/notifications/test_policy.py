@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.notifications import store
 from services.notifications.domain import BANK_TZ
@@ -312,3 +313,38 @@ async def test_a_hanging_provider_does_not_hold_up_other_recipients(
         ("sms", "gateway unavailable"),
         ("sms", "gateway unavailable"),
     ]
+
+
+async def test_deliveries_taking_cap_slots_of_the_same_customers_do_not_deadlock(notifications):
+    """Two delivery workers (the default) take daily-cap slots for overlapping customers.
+    One holds customer A's slot row and then wants B's, while the other asks for B and A:
+    asked in that order it would lock B and wait for A, a deadlock; rows are taken in
+    customer order instead, so it waits for A holding nothing."""
+    sessions = notifications.runtime.sessions
+    day = date(2026, 12, 1)
+    a, b = "CAPLOCK-A", "CAPLOCK-B"
+    async with sessions() as first, sessions() as second:
+        async with first.begin():
+            assert await store.take_daily_slots(first, [a], day, cap=5) == {a}
+            other = asyncio.create_task(_in_transaction(second, [b, a], day))
+
+            async def waiting() -> int:  # the other's INSERT waits for a row lock
+                async with sessions() as probe:
+                    return int(
+                        await probe.scalar(
+                            text(
+                                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
+                                "= 'Lock' AND query LIKE 'INSERT INTO daily_counts%'"
+                            )
+                        )
+                        or 0
+                    )
+
+            await eventually(waiting, lambda n: n >= 1, timeout=10)
+            assert await store.take_daily_slots(first, [b], day, cap=5) == {b}
+        assert await asyncio.wait_for(other, timeout=10) == {a, b}
+
+
+async def _in_transaction(session: Any, customers: list[str], day: date) -> set[str]:
+    async with session.begin():
+        return await store.take_daily_slots(session, customers, day, cap=5)
