@@ -1,0 +1,163 @@
+"""`bulk_insert` on a real Postgres: every kind of value arrives exactly as it was sent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bulk import bulk_insert
+from shared.db import create_engine, session_factory
+from shared.testing.infra import Infrastructure
+
+pytestmark = pytest.mark.integration
+
+metadata = MetaData()
+things = Table(
+    "things",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("amount", Numeric(18, 2), nullable=False),
+    Column("count", BigInteger, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=True),
+    Column("day", Date, nullable=True),
+    Column("flag", Boolean, nullable=True),
+    Column("key", LargeBinary, nullable=True),
+    Column("doc", JSONB, nullable=True),
+    Column("tags", ARRAY(Text), nullable=True),
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+async def session(infra: Infrastructure) -> AsyncIterator[AsyncSession]:
+    schema = f"bulk_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(infra.database_url, schema, application_name="test-bulk")
+    async with engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await conn.run_sync(metadata.create_all)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            yield session
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await engine.dispose()
+
+
+def row(n: int, **values: object) -> dict[str, object]:
+    return {
+        "id": f"T{n}",
+        "amount": Decimal("0.00"),
+        "count": None,
+        "at": None,
+        "day": None,
+        "flag": None,
+        "key": None,
+        "doc": None,
+        "tags": None,
+    } | values
+
+
+async def test_every_value_type_arrives_as_sent(session: AsyncSession) -> None:
+    sent = [
+        row(
+            1,
+            amount=Decimal("9999999999999999.99"),  # beyond a float's 15-16 exact digits
+            count=2**62,
+            at=datetime(2026, 12, 5, 23, 59, 59, 123456, tzinfo=SHANGHAI),
+            day=date(2026, 2, 28),
+            flag=True,
+            key=b"\x00\xffkey\\x",
+            doc='{"note": "a \\"quoted\\" \\u00e9 text", "n": [1, 2.5, null]}',
+            tags=["sms", "wechat", 'with "quotes", commas'],
+        ),
+        row(2, amount=Decimal("-0.01"), flag=False, tags=[], doc="[]", key=b""),
+        row(3, amount=Decimal("12.30"), at=datetime(2026, 1, 1, tzinfo=UTC)),
+    ]
+    await bulk_insert(session, things, sent)
+
+    got = {r.id: r for r in (await session.execute(select(things))).all()}
+    first = got["T1"]
+    assert first.amount == Decimal("9999999999999999.99")
+    assert first.count == 2**62
+    assert first.at == datetime(2026, 12, 5, 15, 59, 59, 123456, tzinfo=UTC)
+    assert first.day == date(2026, 2, 28)
+    assert first.flag is True
+    assert first.key == b"\x00\xffkey\\x"
+    assert first.doc == {"note": 'a "quoted" é text', "n": [1, 2.5, None]}
+    assert first.tags == ["sms", "wechat", 'with "quotes", commas']
+    second = got["T2"]
+    assert (second.amount, second.flag, second.tags, second.doc, second.key) == (
+        Decimal("-0.01"),
+        False,
+        [],
+        [],
+        b"",
+    )
+    third = got["T3"]
+    assert (third.amount, third.at, third.count, third.doc, third.key) == (
+        Decimal("12.30"),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        None,
+        None,
+        None,
+    )
+
+
+async def test_upsert_updates_conflicting_rows_and_returns_what_it_wrote(
+    session: AsyncSession,
+) -> None:
+    await bulk_insert(session, things, [row(1, amount=Decimal("1.00")), row(2)])
+
+    returned = await bulk_insert(
+        session,
+        things,
+        [row(1, amount=Decimal("2.50"), count=7), row(3, amount=Decimal("3.00"))],
+        conflict=("id",),
+        update=("amount",),
+        returning=("id", "amount", "count"),
+    )
+
+    assert sorted((r.id, r.amount, r.count) for r in returned) == [
+        ("T1", Decimal("2.50"), None),  # only `amount` is updated on conflict
+        ("T3", Decimal("3.00"), None),
+    ]
+    rows = (await session.execute(select(things.c.id).order_by(things.c.id))).scalars().all()
+    assert rows == ["T1", "T2", "T3"]
+
+
+async def test_skipping_conflicts_returns_only_the_new_rows(session: AsyncSession) -> None:
+    await bulk_insert(session, things, [row(1)])
+
+    returned = await bulk_insert(
+        session, things, [row(1), row(2)], conflict=("id",), returning=("id",)
+    )
+
+    assert [r.id for r in returned] == ["T2"]
+
+
+async def test_a_value_it_cannot_send_is_refused_by_its_type(session: AsyncSession) -> None:
+    with pytest.raises(TypeError, match="not JSON serializable: set"):
+        await bulk_insert(session, things, [row(1, tags={"sms"})])
