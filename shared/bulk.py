@@ -133,6 +133,31 @@ async def bulk_insert(
     return list(result.all()) if returning else []
 
 
+@cache
+def _update_statement(table: Table, key: str, columns: tuple[str, ...]) -> TextClause:
+    fields = ", ".join(f'"{c}" {_sql_type(table, c)}' for c in (key, *columns))
+    sets = ", ".join(f'"{c}" = r."{c}"' for c in columns)
+    return text(
+        f"UPDATE {table.name} AS t SET {sets} "
+        f"FROM json_to_recordset(CAST(:rows AS JSON)) AS r({fields}) "
+        f'WHERE t."{key}" = r."{key}"'
+    )
+
+
+async def bulk_update(
+    session: AsyncSession, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Set each row's columns to its own values, found by `key`, in one statement. Every row
+    has the same keys; a key value appears at most once."""
+    if not rows:
+        return
+    columns = tuple(c for c in rows[0] if c != key)
+    await session.execute(
+        _update_statement(table, key, columns),
+        {"rows": rows_json(table, (key, *columns), rows)},
+    )
+
+
 async def bulk_copy(session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Append `rows` (all with the same keys) with binary COPY, in the session's transaction.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date
-from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -19,7 +18,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    TextClause,
     UniqueConstraint,
     any_,
     bindparam,
@@ -28,12 +26,11 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_copy, bulk_insert, json_text
+from shared.bulk import bulk_copy, bulk_insert, bulk_update, json_text
 
 metadata = MetaData()
 
@@ -342,44 +339,14 @@ async def lock_notifications(session: AsyncSession, ids: Sequence[str]) -> list[
     return list(rows.all())
 
 
-_DIALECT = postgresql.dialect()
-
-
-@cache
-def _update_from_arrays(columns: tuple[str, ...]) -> TextClause:
-    """`UPDATE notifications … FROM unnest(one array per column)`: one prepared statement
-    writes any number of rows."""
-    arrays = ", ".join(
-        f"CAST(:{c} AS {notifications.c[c].type.compile(dialect=_DIALECT)}[])"
-        for c in ("notification_id", *columns)
-    )
-    sets = ", ".join(f"{c} = u.{c}" for c in columns)
-    return text(
-        f"UPDATE notifications AS n SET {sets} "
-        f"FROM unnest({arrays}) AS u(notification_id, {', '.join(columns)}) "
-        "WHERE n.notification_id = u.notification_id"
-    )
-
-
 async def update_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Write each notification's new state: one statement per distinct column set, for all
     its rows at once. A notification appears at most once in `rows`."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        columns = tuple(k for k in row if k != "notification_id")
-        groups.setdefault(columns, []).append(row)
-    for columns, group in groups.items():
-        if any(isinstance(notifications.c[c].type, ARRAY) for c in columns):
-            # unnest() flattens an array of arrays: a prepared UPDATE executed per row.
-            stmt = (
-                notifications.update()
-                .where(notifications.c.notification_id == bindparam("_notification_id"))
-                .values({c: bindparam(f"_{c}") for c in columns})
-            )
-            await session.execute(stmt, [{f"_{k}": v for k, v in row.items()} for row in group])
-            continue
-        params = {c: [row[c] for row in group] for c in ("notification_id", *columns)}
-        await session.execute(_update_from_arrays(columns), params)
+        groups.setdefault(tuple(row), []).append(row)
+    for group in groups.values():
+        await bulk_update(session, notifications, "notification_id", group)
 
 
 async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_insert
+from shared.bulk import bulk_insert, bulk_update
 from shared.db import create_engine, session_factory
 from shared.testing.infra import Infrastructure
 
@@ -161,3 +161,27 @@ async def test_skipping_conflicts_returns_only_the_new_rows(session: AsyncSessio
 async def test_a_value_it_cannot_send_is_refused_by_its_type(session: AsyncSession) -> None:
     with pytest.raises(TypeError, match="not JSON serializable: set"):
         await bulk_insert(session, things, [row(1, tags={"sms"})])
+
+
+async def test_bulk_update_sets_each_row_from_its_own_values(session: AsyncSession) -> None:
+    await bulk_insert(session, things, [row(1), row(2), row(3, amount=Decimal("3.00"))])
+
+    await bulk_update(
+        session,
+        things,
+        "id",
+        [
+            {"id": "T1", "amount": Decimal("1.10"), "tags": ["sms"], "doc": '{"a": 1}'},
+            {"id": "T2", "amount": Decimal("2.20"), "tags": [], "doc": None},
+        ],
+    )
+
+    got = {
+        r.id: (r.amount, r.tags, r.doc)
+        for r in (await session.execute(select(things))).all()
+    }
+    assert got == {
+        "T1": (Decimal("1.10"), ["sms"], {"a": 1}),
+        "T2": (Decimal("2.20"), [], None),
+        "T3": (Decimal("3.00"), None, None),  # not in the update: untouched
+    }
