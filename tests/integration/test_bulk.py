@@ -176,10 +176,7 @@ async def test_bulk_update_sets_each_row_from_its_own_values(session: AsyncSessi
         ],
     )
 
-    got = {
-        r.id: (r.amount, r.tags, r.doc)
-        for r in (await session.execute(select(things))).all()
-    }
+    got = {r.id: (r.amount, r.tags, r.doc) for r in (await session.execute(select(things))).all()}
     assert got == {
         "T1": (Decimal("1.10"), ["sms"], {"a": 1}),
         "T2": (Decimal("2.20"), [], None),
