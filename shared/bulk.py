@@ -164,7 +164,9 @@ async def bulk_copy(session: AsyncSession, table: Table, rows: Sequence[Mapping[
     For inserts that need no conflict handling and no RETURNING (outbox rows, history,
     attempts). asyncpg encodes COPY records with far less work than array parameters:
     1,500 outbox rows took 1.3 ms of client CPU and 10 ms in all, against 4.4 ms and 18 ms
-    as unnest arrays. COPY fires the table's INSERT triggers, statement-level ones included.
+    as unnest arrays (bulk_insert's form then; COPY is not measured against its JSON form,
+    in which bytea values would travel as hex). COPY fires the table's INSERT triggers,
+    statement-level ones included.
     json/jsonb values are passed as JSON text, as to `bulk_insert`.
     """
     if not rows:
