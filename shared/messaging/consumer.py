@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -313,15 +314,20 @@ class ConsumerRunner:
             time.perf_counter() - started
         )
         fresh_set = {id(i) for i in fresh}
-        for item in items:
-            outcome = (
+        # Counted per batch: a labelled counter's lookup costs about 1 µs, per event before.
+        outcomes = Counter(
+            (
+                item.record.topic,
                 "duplicate"
                 if id(item) not in fresh_set
                 else "dead_lettered"
                 if item.problem
-                else "processed"
+                else "processed",
             )
-            EVENTS_CONSUMED.labels(self.service, item.record.topic, outcome).inc()
+            for item in items
+        )
+        for (topic, outcome), count in outcomes.items():
+            EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(count)
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopped; True when stopping."""

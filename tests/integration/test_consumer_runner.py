@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from shared.contracts.topics import BALANCE_CHANGED, OPS_ALERTS
+from shared.metrics import EVENTS_CONSUMED
 from shared.testing.kafka import (
     TopicWatcher,
     committed_offset,
@@ -85,6 +86,30 @@ async def test_duplicate_event_has_no_second_effect(probe, kafka_producer):
     # both copies of the event have been consumed.
     found = await wait_for_effects(probe, customer, 2)
     assert sorted(found) == ["marker", "once"]
+
+
+def consumed(outcome: str) -> float:
+    return EVENTS_CONSUMED.labels("probe", BALANCE_CHANGED, outcome)._value.get()
+
+
+async def test_events_consumed_are_counted_once_each_by_outcome(probe, kafka_producer):
+    before = {o: consumed(o) for o in ("processed", "duplicate", "dead_lettered")}
+    customer = customer_id()
+    event = balance_event(customer, "once")
+    await publish(kafka_producer, BALANCE_CHANGED, event)
+    await publish(kafka_producer, BALANCE_CHANGED, event)
+    await publish(kafka_producer, BALANCE_CHANGED, b"{not json", key=customer)
+    await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, "marker"))
+    await wait_for_effects(probe, customer, 2)
+
+    counted = await eventually(
+        lambda: _deltas(before), lambda d: d["processed"] >= 2 and d["dead_lettered"] >= 1
+    )
+    assert counted == {"processed": 2, "duplicate": 1, "dead_lettered": 1}
+
+
+async def _deltas(before: dict[str, float]) -> dict[str, float]:
+    return {o: consumed(o) - n for o, n in before.items()}
 
 
 async def test_poison_message_is_dead_lettered_and_the_next_is_processed(
