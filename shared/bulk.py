@@ -41,6 +41,12 @@ def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[b
     return column == any_(literal(list(values), postgresql.ARRAY(column.type)))
 
 
+def _recordset(table: Table, columns: tuple[str, ...]) -> str:
+    """The `:rows` parameter (see `_rows_json`) as a relation `r` of typed columns."""
+    fields = ", ".join(f'"{c}" {_sql_type(table, c)}' for c in columns)
+    return f"json_to_recordset(CAST(:rows AS JSON)) AS r({fields})"
+
+
 @cache
 def _statement(
     table: Table,
@@ -51,11 +57,7 @@ def _statement(
     returning: tuple[str, ...],
 ) -> TextClause:
     names = ", ".join(f'"{c}"' for c in columns)
-    fields = ", ".join(f'"{c}" {_sql_type(table, c)}' for c in columns)
-    sql = (
-        f"INSERT INTO {table.name} ({names}) SELECT {names} "
-        f"FROM json_to_recordset(CAST(:rows AS JSON)) AS r({fields})"
-    )
+    sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_recordset(table, columns)}"
     if conflict is not None:
         target = f"({', '.join(conflict)})"
         if update:
@@ -87,7 +89,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError
 
 
-def rows_json(table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> str:
+def _rows_json(table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> str:
     """`rows` as the JSON array `json_to_recordset` reads. A json/jsonb column's value given as
     JSON text (as asyncpg takes it) is embedded as the document it holds, not as a string."""
     embedded = _json_columns(table, columns)
@@ -129,17 +131,15 @@ async def bulk_insert(
         update_where,
         tuple(returning),
     )
-    result = await session.execute(stmt, {"rows": rows_json(table, columns, rows)})
+    result = await session.execute(stmt, {"rows": _rows_json(table, columns, rows)})
     return list(result.all()) if returning else []
 
 
 @cache
 def _update_statement(table: Table, key: str, columns: tuple[str, ...]) -> TextClause:
-    fields = ", ".join(f'"{c}" {_sql_type(table, c)}' for c in (key, *columns))
     sets = ", ".join(f'"{c}" = r."{c}"' for c in columns)
     return text(
-        f"UPDATE {table.name} AS t SET {sets} "
-        f"FROM json_to_recordset(CAST(:rows AS JSON)) AS r({fields}) "
+        f"UPDATE {table.name} AS t SET {sets} FROM {_recordset(table, (key, *columns))} "
         f'WHERE t."{key}" = r."{key}"'
     )
 
@@ -154,7 +154,7 @@ async def bulk_update(
     columns = tuple(c for c in rows[0] if c != key)
     await session.execute(
         _update_statement(table, key, columns),
-        {"rows": rows_json(table, (key, *columns), rows)},
+        {"rows": _rows_json(table, (key, *columns), rows)},
     )
 
 
