@@ -6,10 +6,10 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from shared.contracts.topics import BALANCE_CHANGED, OPS_ALERTS
-from shared.metrics import EVENTS_CONSUMED
 from shared.testing.kafka import (
     TopicWatcher,
     committed_offset,
@@ -89,7 +89,8 @@ async def test_duplicate_event_has_no_second_effect(probe, kafka_producer):
 
 
 def consumed(outcome: str) -> float:
-    return EVENTS_CONSUMED.labels("probe", BALANCE_CHANGED, outcome)._value.get()
+    labels = {"service": "probe", "topic": BALANCE_CHANGED, "outcome": outcome}
+    return REGISTRY.get_sample_value("steward_events_consumed_total", labels) or 0.0
 
 
 async def test_events_consumed_are_counted_once_each_by_outcome(probe, kafka_producer):
