@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -156,6 +157,13 @@ async def test_skipping_conflicts_returns_only_the_new_rows(session: AsyncSessio
     )
 
     assert [r.id for r in returned] == ["T2"]
+
+
+async def test_rows_may_be_any_mapping(session: AsyncSession) -> None:
+    # Without a json column among the keys, the rows reach the encoder as they are.
+    await bulk_insert(session, things, [MappingProxyType({"id": "T1", "amount": Decimal("4.20")})])
+
+    assert await session.scalar(select(things.c.amount)) == Decimal("4.20")
 
 
 async def test_a_value_it_cannot_send_is_refused_by_its_type(session: AsyncSession) -> None:
