@@ -1,7 +1,9 @@
 """Complaints tables and set-based queries (schema `complaints`).
 
 A complaint is stored as one row: the columns lists and reports filter on, plus the whole
-aggregate as a JSONB document (trail, clocks, callbacks, compensation).
+aggregate as a JSON document (trail, clocks, callbacks, compensation). The document is `json`,
+kept as the text it was written: it is only ever read whole, by pydantic, and written whole,
+so jsonb's binary form cost a conversion each way for nothing (migration 0006).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,7 +65,7 @@ complaints = Table(
     Column("is_repeat", Boolean, nullable=False),
     Column("flagged_for_review", Boolean, nullable=False),
     Column("escalation_level", Integer, nullable=False),
-    Column("document", JSONB, nullable=False),
+    Column("document", JSON, nullable=False),
     Column("updated_at", TS, nullable=False),
     Index("complaints_customer_category", "customer_id", "category", "received_at"),
     Index("complaints_status", "status"),
@@ -144,7 +146,7 @@ async def save(session: AsyncSession, items: Sequence[Complaint], now: datetime)
 # took a batch of 500 breaches from 42 to 34 ms.
 _SAVE_FIRED = text(
     "UPDATE complaints c SET escalation_level = u.escalation_level, "
-    "document = CAST(u.document AS jsonb), updated_at = :now "
+    "document = CAST(u.document AS json), updated_at = :now "
     "FROM unnest(CAST(:ids AS text[]), CAST(:levels AS integer[]), CAST(:documents AS text[])) "
     "AS u(complaint_id, escalation_level, document) WHERE c.complaint_id = u.complaint_id"
 )
@@ -359,7 +361,7 @@ async def search(
 _STATS_SQL = """
 WITH scores AS (
     SELECT c.complaint_id, (cb->>'nps')::int AS nps
-    FROM complaints c, jsonb_array_elements(c.document->'callbacks') cb
+    FROM complaints c, json_array_elements(c.document->'callbacks') cb
     WHERE cb->>'nps' IS NOT NULL
 ), per_complaint AS (
     SELECT c.*,

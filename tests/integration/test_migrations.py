@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints import store
 from services.complaints.app import SPEC as COMPLAINTS
+from services.complaints.domain import Complaint
 from services.notifications.app import SPEC as NOTIFICATIONS
 from services.profile.app import SPEC as PROFILE
 from services.tiering.app import SPEC as TIERING
@@ -237,3 +238,48 @@ async def test_every_schema_indexes_fired_timers_for_the_purge(infra, spec, befo
         assert await indexed()
     finally:
         await conn.close()
+
+
+async def test_complaint_documents_written_as_jsonb_read_back_the_same_as_json(infra):
+    """Migration 0006 turns the document column from jsonb into json: complaints saved
+    before it load unchanged after it (and after a downgrade and upgrade again)."""
+    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
+    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
+    config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
+    engine = create_engine(infra.database_url, schema, application_name="test-document-json")
+    template, _ = new()
+    filed = [
+        dataclasses.replace(template, complaint_id=f"CJ{n}", complaint_ref=f"RJ{n}")
+        for n in range(3)
+    ]
+
+    async def column_type() -> str:
+        async with AsyncSession(engine) as session:
+            return str(
+                await session.scalar(
+                    text(
+                        "SELECT data_type FROM information_schema.columns WHERE table_schema = "
+                        ":schema AND table_name = 'complaints' AND column_name = 'document'"
+                    ),
+                    {"schema": schema},
+                )
+            )
+
+    async def loaded() -> dict[str, Complaint]:
+        async with AsyncSession(engine) as session:
+            return await store.get_many(session, (c.complaint_id for c in filed))
+
+    try:
+        assert await column_type() == "json"
+        await asyncio.to_thread(command.downgrade, config, "0005")
+        assert await column_type() == "jsonb"
+        async with AsyncSession(engine) as session, session.begin():
+            await store.save(session, filed, T0)
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await column_type() == "json"
+        assert await loaded() == {c.complaint_id: c for c in filed}
+        await asyncio.to_thread(command.downgrade, config, "0005")
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await loaded() == {c.complaint_id: c for c in filed}
+    finally:
+        await engine.dispose()
