@@ -1,9 +1,9 @@
 """Complaints tables and set-based queries (schema `complaints`).
 
 A complaint is stored as one row: the columns lists and reports filter on, plus the whole
-aggregate as a JSON document (trail, clocks, callbacks, compensation). The document is `json`,
-kept as the text it was written: it is only ever read whole, by pydantic, and written whole,
-so jsonb's binary form cost a conversion each way for nothing (migration 0006).
+aggregate as a document (trail, clocks, callbacks, compensation). The document is `json`, the
+text as written: it is read and written whole (only the NPS report looks inside), so jsonb's
+binary form cost a conversion each way for nothing (migration 0006).
 """
 
 from __future__ import annotations
