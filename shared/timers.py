@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, ScalarSelect, Select, func, literal, select, text, update
+from sqlalchemy import DateTime, ScalarSelect, Select, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bulk import any_of
@@ -98,10 +98,29 @@ def unestimated(moment: datetime) -> ScalarSelect[Any]:
 
 
 def _next_due(kinds: Iterable[str]) -> Select[Any]:
-    """When the earliest pending timer of these kinds falls due (the `timers_pending` index)."""
-    return select(func.min(timers.c.due_at)).where(
-        timers.c.fired_at.is_(None), any_of(timers.c.kind, kinds)
+    """The due time of the first pending timer of these kinds in `timers_pending` order.
+
+    Not `min(due_at)`: estimating one matching row, Postgres 15 planned the aggregate over
+    the whole index (20,000 entries read for the first)."""
+    return (
+        select(timers.c.due_at)
+        .where(timers.c.fired_at.is_(None), any_of(timers.c.kind, kinds))
+        .order_by(timers.c.due_at, timers.c.id)
+        .limit(1)
     )
+
+
+async def next_due(session: AsyncSession, kinds: Iterable[str]) -> datetime | None:
+    """When the earliest pending timer of these kinds falls due, read in index order: the
+    first entry of `timers_pending` of one of the kinds.
+
+    Every empty claim of an idle worker asks. Planned freely on a table not analyzed since
+    its timers arrived, the look ANDed the bitmaps of `timers_pending` and the (kind, key)
+    index and read every pending timer. In the complaints service under POST load that was
+    6 to 12 ms a look with 12,000 to 26,000 pending and 18 ms on average up to 65,000; 37 ms
+    with 200,000. The one entry it needs takes 0.03 ms."""
+    async with index_order(session):
+        return await session.scalar(_next_due(kinds))
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -186,7 +205,7 @@ class TimerWorker:
                 due = await self._claim(tx)
                 await self._dispatch(tx, due)
                 if not due:
-                    self._next_due = await tx.session.scalar(_next_due(self._handlers))
+                    self._next_due = await next_due(tx.session, self._handlers)
             return len(due)
         except Exception as exc:
             if is_transient(exc):

@@ -7,13 +7,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from shared.clock import DevClock
 from shared.db import create_engine, session_factory
 from shared.tables import timers
 from shared.testing.waiting import eventually
-from shared.timers import DueTimer, TimerWorker
+from shared.timers import DueTimer, TimerWorker, next_due
 from shared.unit_of_work import TimerMoves, Tx, UnitOfWork
 from tests.integration.conftest import make_probe_schema
 from tests.integration.probe import fired, record_fired
@@ -281,3 +281,31 @@ async def test_a_failing_timer_is_retried_later_and_the_rest_of_its_batch_fires(
     assert bad.fired_at is None and bad.attempts == 1
     assert "cannot handle bad" in bad.last_error
     assert before + timedelta(seconds=60) <= bad.due_at <= clock.now() + timedelta(seconds=60)
+
+
+_PENDING_ENTRIES_READ = text("SELECT pg_stat_get_xact_tuples_returned('timers_pending'::regclass)")
+
+
+async def test_an_idle_workers_look_ahead_reads_one_entry_of_a_table_never_analyzed(
+    timer_schema,
+):
+    """An empty claim asks when the next timer falls due. On a timers table not analyzed
+    since its 20,000 pending timers arrived, the freely planned look read every one of
+    them; in index order it reads the first."""
+    sessions = timer_schema
+    async with sessions() as session, session.begin():
+        await session.execute(text("ALTER TABLE timers SET (autovacuum_enabled = off)"))
+        await session.execute(
+            text(
+                "INSERT INTO timers (kind, key, due_at) SELECT 'probe', 'later-' || n,"
+                " now() + interval '1 hour' + n * interval '1 second'"
+                " FROM generate_series(1, 20000) n"
+            )
+        )
+        first = await session.scalar(select(func.min(timers.c.due_at)))
+    async with sessions() as session, session.begin():
+        before = await session.scalar(_PENDING_ENTRIES_READ)
+        due = await next_due(session, ["probe", "other"])
+        read = await session.scalar(_PENDING_ENTRIES_READ) - before
+    assert due == first
+    assert read <= 2, f"{read} entries of timers_pending read for the first"
