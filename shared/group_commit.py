@@ -6,6 +6,13 @@ flight, its item starts one at the next turn of the event loop; items arriving w
 batch runs go together in the next. A lone request waits for nothing; 32 concurrent
 clients share a handful of transactions.
 
+Under load a batch first waits `linger` for company, as Postgres's `commit_delay` does
+when `commit_siblings` transactions are active: only after a batch of at least
+`LINGER_AFTER` items, and while the next one is not full. Each batch costs a transaction's
+statements whatever its size, and without the wait the requests of a loaded process split
+into two alternating batches: one in the database, one arriving. See the complaints
+setting `COMPLAINTS_FILING_LINGER_MS` for what it bought.
+
 The batch handler gets the transaction and the items, in arrival order, and returns one
 outcome per item: a result, or an exception that refuses that item alone (the handler
 writes nothing for it). If the handler raises instead, each item is run again in a
@@ -30,14 +37,27 @@ R = TypeVar("R")
 
 BatchHandler = Callable[[Tx, Sequence[T]], Awaitable[Sequence[R | Exception]]]
 
+# A batch lingers only after one of at least this many items (Postgres's commit_siblings
+# defaults to 5): a lone client, or a few, never waits.
+LINGER_AFTER = 5
+
 
 class GroupCommit(Generic[T, R]):
     """Runs `handle` on batches of the items submitted while the previous batch ran."""
 
-    def __init__(self, uow: UnitOfWork, handle: BatchHandler[T, R], *, max_batch: int = 64):
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        handle: BatchHandler[T, R],
+        *,
+        max_batch: int = 64,
+        linger: float = 0.0,
+    ):
         self._uow = uow
         self._handle = handle
         self._max_batch = max_batch
+        self._linger = linger
+        self._last_batch = 0  # items in the batch before (load ending costs one linger)
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -54,8 +74,15 @@ class GroupCommit(Generic[T, R]):
     async def _drain(self) -> None:
         try:
             while self._queue:
+                if (
+                    self._linger
+                    and self._last_batch >= LINGER_AFTER
+                    and len(self._queue) < self._max_batch
+                ):
+                    await asyncio.sleep(self._linger)
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                self._last_batch = len(batch)
                 await self._run(batch)
         finally:
             self._draining = None

@@ -29,7 +29,11 @@ def wire(rt: Runtime) -> Wiring:
     rt.state["policy"] = policy
     # POST /complaints: concurrent requests are filed together, in shared transactions.
     filing_limit = RateLimit(settings.complaints_filing_limit_per_hour, timedelta(hours=1))
-    rt.state["filings"] = GroupCommit(rt.uow, FileFromApi(policy, filing_limit))
+    rt.state["filings"] = GroupCommit(
+        rt.uow,
+        FileFromApi(policy, filing_limit),
+        linger=settings.complaints_filing_linger_ms / 1000,
+    )
     return Wiring(
         subscriptions=[
             Subscription("filings", (COMPLAINT_FILED,), FileComplaintsFromChannels(policy)),

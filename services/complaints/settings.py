@@ -16,6 +16,15 @@ class ComplaintsSettings(StewardSettings):
     # SLA deadlines fall due in crowds (a branch's morning, an outage's end): a second
     # worker fires one batch while another's SQL runs (notifications does the same).
     timer_concurrency: int = Field(default=2, ge=1)
+    complaints_filing_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="Under load (after a batch of 5 or more), how long POST /complaints "
+        "waits for more requests to file in the same transaction. 32 clients, 20 s of POST, "
+        "alternating pairs: one process 926 and 1,147 req/s at 2 ms against 810 and 916 at "
+        "0; two processes 1,270 and 1,562 against 1,086 and 1,294, with about 20 % less "
+        "service CPU per request. Single runs at 1 and 5 ms gave no steady gain over 2",
+    )
     complaints_filing_limit_per_hour: int = Field(
         default=10,
         ge=1,

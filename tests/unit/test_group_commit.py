@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.group_commit import GroupCommit
+from shared.group_commit import LINGER_AFTER, GroupCommit
 
 pytestmark = pytest.mark.unit
 
@@ -74,6 +74,29 @@ async def test_batches_are_capped():
     group: GroupCommit[int, int] = GroupCommit(uow, doubling(), max_batch=4)  # type: ignore[arg-type]
     await submit_while_running(group, 10)
     assert [items for items, _ in uow.transactions] == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
+
+
+async def test_under_load_a_batch_waits_for_company_before_it_starts():
+    """After a batch of LINGER_AFTER items, the next waits `linger`: requests arriving
+    meanwhile join it instead of starting a third transaction."""
+    uow = FakeUnitOfWork()
+    group: GroupCommit[int, int] = GroupCommit(uow, doubling(delay=0.05), linger=1.0)  # type: ignore[arg-type]
+    crowd = [asyncio.create_task(group.submit(n)) for n in range(LINGER_AFTER)]
+    await asyncio.sleep(0.01)  # the crowd's batch is in flight
+    during = asyncio.create_task(group.submit(10))
+    await asyncio.sleep(0.15)  # that batch committed; the next one is waiting for company
+    late = [asyncio.create_task(group.submit(n)) for n in (11, 12)]
+    await asyncio.gather(*crowd, during, *late)
+    assert [items for items, _ in uow.transactions] == [list(range(LINGER_AFTER)), [10, 11, 12]]
+
+
+async def test_a_lone_request_or_a_few_never_wait_for_company():
+    uow = FakeUnitOfWork()
+    group: GroupCommit[int, int] = GroupCommit(uow, doubling(), linger=60.0)  # type: ignore[arg-type]
+    assert await asyncio.wait_for(group.submit(1), timeout=5) == 2
+    few = [group.submit(n) for n in range(LINGER_AFTER - 1)]
+    assert await asyncio.wait_for(asyncio.gather(*few), timeout=5) == [0, 2, 4, 6]
+    assert await asyncio.wait_for(group.submit(7), timeout=5) == 14
 
 
 async def test_a_refused_request_fails_alone_in_a_committed_batch():
