@@ -57,7 +57,7 @@ class GroupCommit(Generic[T, R]):
         self._handle = handle
         self._max_batch = max_batch
         self._linger = linger
-        self._last_batch = 0  # items in the batch before (load ending costs one linger)
+        self._last_batch = 0  # items in the batch before: a lone request after a crowd waits once
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._draining: asyncio.Task[None] | None = None
 
