@@ -7,10 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.complaints.domain import CompensationKind, Complaint, kpis
-from shared.contracts import Money
+from shared.contracts import Money, Timestamp
 from shared.contracts.events import (
     ComplaintCategory,
     ComplaintChannel,
@@ -37,7 +37,7 @@ class FileComplaintRequest(Body):
     description: str = Field(min_length=1, max_length=4000)
     amount_involved: Money | None = None
     branch_id: str | None = Field(default=None, min_length=1, max_length=64)
-    received_at: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    received_at: Timestamp | None = Field(default=None, description="Defaults to now")
 
 
 class TransferRequest(Body):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -52,8 +54,21 @@ Money = Annotated[
 ]
 """A decimal amount: from a string or an integer, never a float; serialised as a string."""
 
-Timestamp = AwareDatetime
-"""RFC 3339 with an offset; a naive timestamp is a bad input."""
+# Postgres refuses a UTC offset of 16 hours or more ("time zone displacement out of
+# range"); the offsets in use lie between -12:00 and +14:00.
+_OFFSET_LIMIT = timedelta(hours=16)
+
+
+def _storable_offset(value: datetime) -> datetime:
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) >= _OFFSET_LIMIT:
+        raise ValueError("the UTC offset must lie within -15:59 and +15:59")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_storable_offset)]
+"""RFC 3339 with an offset; a naive timestamp, or an offset of 16 hours or more, is a bad
+input."""
 
 
 class Contract(BaseModel):

@@ -154,6 +154,16 @@ def test_naive_datetime_is_rejected_naming_the_field():
     assert "data.booked_at" in _reason(_balance_event(booked_at="2026-11-22T13:05:00"))
 
 
+def test_an_offset_postgres_cannot_store_is_rejected_naming_the_field():
+    """Postgres refuses offsets of 16 hours or more; such an event would fail every
+    retry of its batch instead of going straight to the dead-letter topic."""
+    assert "occurred_at" in _reason(_balance_event() | {"occurred_at": "2026-11-22T13:05:00-19:23"})
+    assert "data.booked_at" in _reason(_balance_event(booked_at="2026-11-22T13:05:00+16:00"))
+    for offset in ("+14:00", "-12:00", "+15:59"):
+        raw = _balance_event() | {"occurred_at": f"2026-11-22T13:05:00{offset}"}
+        assert parse_event(BALANCE_CHANGED, json.dumps(raw).encode()).occurred_at.tzinfo
+
+
 def test_missing_field_is_rejected_naming_the_field():
     assert "data.txn_id: Field required" in _reason(_balance_event(txn_id=None))
 

@@ -84,6 +84,7 @@ async def test_customer_files_own_complaint_and_staff_is_first_contact_owner(svc
         ({"customer_id": None}, "body.customer_id"),
         ({"received_at": "2026-01-01T08:00:00"}, "body.received_at"),  # no offset
         ({"received_at": "2999-01-01T08:00:00+08:00"}, "body.received_at"),  # future
+        ({"received_at": "0554-07-17T12:04:05-19:23"}, "body.received_at"),  # offset
     ],
 )
 async def test_bad_filings_are_422_naming_the_field(svc, change, field):
