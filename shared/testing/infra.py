@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import asyncpg
+
+from shared.db import asyncpg_dsn
 from shared.devstack.broker import EmbeddedBroker, free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.devstack.topics import create_topics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,31 @@ class Infrastructure:
     bootstrap_servers: str
     database_source: str
     broker_source: str
+    schemas: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def new_schema(self, prefix: str) -> str:
+        """A schema name unique to this run, dropped when the infrastructure is torn down."""
+        schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        self.schemas.append(schema)
+        return schema
+
+
+async def drop_schemas(database_url: str, schemas: list[str]) -> None:
+    """Drop the run's schemas; one still locked (a process left running) is reported, kept."""
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    except (OSError, asyncpg.PostgresError) as e:
+        log.warning("%d test schemas left behind: %s", len(schemas), e)
+        return
+    try:
+        await conn.execute("SET lock_timeout = '5s'")
+        for schema in schemas:
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            except asyncpg.PostgresError as e:
+                log.warning("test schema %s left behind: %s", schema, e)
+    finally:
+        await conn.close()
 
 
 def _docker_works() -> bool:
@@ -69,7 +101,10 @@ def test_infrastructure() -> Iterator[Infrastructure]:
             bootstrap, broker_source = broker.start(), "embedded"
 
         asyncio.run(create_topics(bootstrap))
-        yield Infrastructure(database_url, bootstrap, database_source, broker_source)
+        infra = Infrastructure(database_url, bootstrap, database_source, broker_source)
+        if database_source != "embedded":  # the embedded server's files are deleted anyway
+            stack.callback(lambda: asyncio.run(drop_schemas(database_url, infra.schemas)))
+        yield infra
 
 
 @asynccontextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ def service_settings(
         "database_url": infra.database_url,
         "steward_jwt_secret": TEST_JWT_SECRET,
         "steward_env": "dev",
-        "schema_name": schema or f"{spec.name}_{uuid.uuid4().hex[:8]}",
+        "schema_name": schema or infra.new_schema(spec.name),
         "consumer_batch_size": 200,
     }
     return spec.settings(**(values | overrides))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -33,7 +32,7 @@ async def probe(
 ) -> AsyncIterator[RunningService]:
     """A running service with the platform's consumer runner, relay and timer worker."""
     spec = probe_spec(probe_handler)
-    schema = f"probe_{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("probe")
     await make_probe_schema(infra, schema)
     settings = service_settings(spec, infra, schema=schema, consumer_batch_size=50)
     async with running_service(spec, settings, migrate=False) as service:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -53,7 +52,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 @pytest.fixture
 async def session(infra: Infrastructure) -> AsyncIterator[AsyncSession]:
-    schema = f"bulk_{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("bulk")
     engine = create_engine(infra.database_url, schema, application_name="test-bulk")
     async with engine.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))

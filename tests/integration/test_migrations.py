@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -38,7 +37,7 @@ async def test_replicas_creating_a_new_schema_at_once_all_succeed(infra):
     processes starting together in the benchmark (the second failed on pg_namespace).
     The window is one round trip wide, so several rounds of several replicas."""
     for _ in range(5):
-        schema = f"tiering_m{uuid.uuid4().hex[:8]}"
+        schema = infra.new_schema("tiering_m")
         engines = [
             create_engine(infra.database_url, schema, application_name=f"test-replica-{n}")
             for n in range(6)
@@ -59,7 +58,7 @@ async def _complaints_schema(
     infra: Infrastructure,
 ) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
     """A new schema migrated by the complaints service, and a connection working in it."""
-    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("complaints_m")
     await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
     conn = await asyncpg.connect(
         asyncpg_dsn(infra.database_url), server_settings={"search_path": schema}
@@ -179,7 +178,7 @@ async def test_complaints_whose_timers_fire_together_are_rewritten_in_place(infr
     """Complaints filed together share pages; when their breach fires for all of them in
     one transaction, each row is rewritten on its own page (a heap-only update that
     touches no index), as the half-empty pages of migration 0004 leave room for."""
-    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("complaints_m")
     await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
     engine = create_engine(infra.database_url, schema, application_name="test-hot-updates")
     template, _ = new()
@@ -217,7 +216,7 @@ async def test_complaints_whose_timers_fire_together_are_rewritten_in_place(infr
 async def test_every_schema_indexes_fired_timers_for_the_purge(infra, spec, before):
     """The purge finds fired timers past the retention by `timers_fired_at`: a schema
     migrated from before it gets it, and a downgrade takes it away again."""
-    schema = f"{spec.name}_m{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema(f"{spec.name}_m")
     await upgrade(spec.migrations, infra.database_url, schema)
     config = alembic_config(spec.migrations, infra.database_url, schema)
     conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
@@ -243,7 +242,7 @@ async def test_every_schema_indexes_fired_timers_for_the_purge(infra, spec, befo
 async def test_complaint_documents_written_as_jsonb_read_back_the_same_as_json(infra):
     """Migration 0006 turns the document column from jsonb into json: complaints saved
     before it load unchanged after it (and after a downgrade and upgrade again)."""
-    schema = f"complaints_m{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("complaints_m")
     await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
     config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
     engine = create_engine(infra.database_url, schema, application_name="test-document-json")

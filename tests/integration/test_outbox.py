@@ -113,7 +113,7 @@ class RelaySchema:
 
 @pytest.fixture
 async def relay_schema(infra) -> AsyncIterator[RelaySchema]:
-    schema = f"relay_{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("relay")
     await make_probe_schema(infra, schema)
     engine = create_engine(infra.database_url, schema, application_name="test-relay")
     sessions = session_factory(engine)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def timer_schema(infra):
-    schema = f"timers_{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("timers")
     await make_probe_schema(infra, schema)
     engine = create_engine(infra.database_url, schema, application_name="test-timers")
     yield session_factory(engine)

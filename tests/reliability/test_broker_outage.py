@@ -99,7 +99,7 @@ async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after
     rich, modest = customers[: CUSTOMERS // 2], customers[CUSTOMERS // 2 :]
     keys = {c.encode() for c in customers}
     settings = service_settings(
-        SPEC, infra, schema=f"tiering_brokerdown_{run}",
+        SPEC, infra, schema=infra.new_schema("tiering_brokerdown"),
         kafka_bootstrap_servers=broker.bootstrap_servers,
     )  # fmt: skip
     admin = RunningService.token("admin")

@@ -51,7 +51,7 @@ async def test_sigkill_mid_stream_then_restart_yields_exactly_the_expected_chang
     events = build_stream(run, customers=60)
     expected = expected_changes(events)
     wanted = sum(len(v) for v in expected.values())
-    schema = f"tiering_kill_{run}"
+    schema = infra.new_schema("tiering_kill")
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
         "DATABASE_URL": infra.database_url,

@@ -28,7 +28,7 @@ EXPECTED = {
 
 
 async def test_two_replicas_fire_every_sla_timer_exactly_once(infra):
-    schema = f"complaints_pair_{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("complaints_pair")
     warnings = await TopicWatcher(infra.bootstrap_servers, SLA_WARNING).start()
     breaches = await TopicWatcher(infra.bootstrap_servers, SLA_BREACHED).start()
     settings = service_settings(SPEC, infra, schema=schema)

@@ -77,13 +77,15 @@ async def test_no_unmasked_mobile_or_openid_in_the_logs(infra, kafka_producer, g
         "STEWARD_LOG_LEVEL": "DEBUG",
     }
     profile = ServiceProcess(
-        "profile", common | {"SCHEMA_NAME": f"profile_pii_{run}"}, tmp_path / "profile.log"
+        "profile",
+        common | {"SCHEMA_NAME": infra.new_schema("profile_pii")},
+        tmp_path / "profile.log",
     )
     notifications = ServiceProcess(
         "notifications",
         common
         | {
-            "SCHEMA_NAME": f"notifications_pii_{run}",
+            "SCHEMA_NAME": infra.new_schema("notifications_pii"),
             "NOTIFICATIONS_SMS_PROVIDER": "http",
             "NOTIFICATIONS_SMS_URL": f"{gateway.url}/sms/send",
             "NOTIFICATIONS_SMS_API_KEY": gateway.api_key,

@@ -36,7 +36,7 @@ async def test_a_prod_process_with_the_dev_secret_exits_at_once(infra, tmp_path:
                 "DATABASE_URL": infra.database_url,
                 "STEWARD_ENV": "prod",
                 "STEWARD_JWT_SECRET": DEV_JWT_SECRET,
-                "SCHEMA_NAME": f"{spec.name}_prodcheck",
+                "SCHEMA_NAME": infra.new_schema(f"{spec.name}_prodcheck"),
             },
             tmp_path / f"{spec.name}.log",
         ).start()

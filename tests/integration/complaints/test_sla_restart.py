@@ -3,7 +3,6 @@ even when the service restarts in between."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -25,7 +24,7 @@ def resolution_alerts(watcher: TopicWatcher, complaint_id: str) -> list[dict]:
 
 
 async def test_major_card_fraud_warns_and_breaches_once_across_a_restart(infra):
-    schema = f"complaints_{uuid.uuid4().hex[:8]}"
+    schema = infra.new_schema("complaints")
     warnings = await TopicWatcher(infra.bootstrap_servers, SLA_WARNING).start()
     breaches = await TopicWatcher(infra.bootstrap_servers, SLA_BREACHED).start()
     alerts = await TopicWatcher(infra.bootstrap_servers, OPS_ALERTS).start()

@@ -168,7 +168,9 @@ async def test_two_consumers_in_one_process_share_the_partitions(infra, kafka_pr
     run = uuid.uuid4().hex[:6]
     events = build_stream(run, customers=30)
     expected = expected_changes(events)
-    settings = service_settings(SPEC, infra, schema=f"tiering_pair_{run}", consumer_concurrency=2)
+    settings = service_settings(
+        SPEC, infra, schema=infra.new_schema("tiering_pair"), consumer_concurrency=2
+    )
     changes = await TopicWatcher(infra.bootstrap_servers, TIER_CHANGED).start()
     try:
         async with running_service(SPEC, settings) as svc:
