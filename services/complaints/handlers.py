@@ -105,16 +105,19 @@ def snapshot(c: Complaint, now: datetime) -> ComplaintUpdated:
     )
 
 
-async def apply_timers(tx: Tx, instructions: Sequence[TimerInstruction]) -> None:
+async def apply_timers(
+    tx: Tx, instructions: Sequence[TimerInstruction], *, new: bool = False
+) -> None:
     """Turn the domain's timer instructions into durable timers: each run of schedules, or
-    of cancels, of one kind goes in one statement, and the runs keep their order."""
+    of cancels, of one kind goes in one statement, and the runs keep their order. `new`:
+    the timers are of complaints filed in this transaction (see `Tx.schedule_new`)."""
     for (_, kind), run in groupby(instructions, key=lambda i: (type(i), i.kind)):
         batch = list(run)
         schedules = [
             (i.key, i.due_at, dict(i.payload)) for i in batch if isinstance(i, ScheduleTimer)
         ]
         if schedules:
-            await tx.schedule_many(kind, schedules)
+            await (tx.schedule_new if new else tx.schedule_many)(kind, schedules)
         else:
             await tx.cancel_many(kind, (i.key for i in batch))
 
@@ -174,7 +177,7 @@ async def file_complaints(
         timers += instructions
         results.append(complaint)
     await store.save(tx.session, filed, tx.now)
-    await apply_timers(tx, timers)
+    await apply_timers(tx, timers, new=True)
     return results
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 
@@ -109,6 +110,35 @@ async def test_cancelled_timer_does_not_fire(timer_schema):
     async with sessions() as session:  # a cancel touches only its own kind
         other = await session.scalar(select(func.count()).where(timers.c.kind == "other"))
     assert other == 1
+
+
+async def test_new_timers_copied_in_fire_as_scheduled_ones_and_an_old_key_is_refused(
+    timer_schema,
+):
+    sessions = timer_schema
+    clock = DevClock()
+    uow = UnitOfWork(sessions, clock, "probe")
+    due = clock.now() - timedelta(seconds=1)
+    async with uow() as tx:
+        await tx.schedule("probe", "old", due + timedelta(days=1))
+        await tx.schedule_new(
+            "probe", [("new-1", due, {"n": 1}), ("new-2", due, None), ("new-1", due, {"n": 2})]
+        )
+        assert tx.earliest_due == due
+    async with sessions() as session:
+        rows = dict((await session.execute(select(timers.c.key, timers.c.payload))).all())
+    assert rows == {"old": {}, "new-1": {"n": 2}, "new-2": {}}  # the last schedule of a key wins
+    assert await worker(sessions, clock, "n").fire_due() == 2
+
+    with pytest.raises(asyncpg.UniqueViolationError):  # the whole transaction is refused
+        async with uow() as tx:
+            await tx.schedule("probe", "kept-out", due)
+            await tx.schedule_new("probe", [("old", due, None)])
+    async with sessions() as session:
+        keys = set((await session.scalars(select(timers.c.key))).all())
+        moved = await session.scalar(select(timers.c.due_at).where(timers.c.key == "old"))
+    assert keys == {"old", "new-1", "new-2"}
+    assert moved == due + timedelta(days=1)
 
 
 async def test_timer_moves_apply_the_last_move_of_each_key(timer_schema):
