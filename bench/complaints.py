@@ -27,7 +27,6 @@ from services.complaints.domain import (
     TIMER_SLA,
     Complaint,
     Filing,
-    ScheduleTimer,
     file_complaint,
     grade,
     sla_timer_key,
@@ -143,10 +142,8 @@ def _seed_rows(count: int, due_at: datetime) -> tuple[list[str], list[tuple[Any,
             received_at=received_at,
         )
         grading = grade(filing.category, filing.channel, None, None, False, policy)
-        complaint, instructions = file_complaint("TEMPLATE", filing, grading, False, policy)
-        key = sla_timer_key("TEMPLATE", "response", "breach_1", 0)
-        [breach] = [i for i in instructions if isinstance(i, ScheduleTimer) and i.key == key]
-        return complaint, breach.due_at
+        complaint, _ = file_complaint("TEMPLATE", filing, grading, False, policy)
+        return complaint, complaint.response_clock.threshold("breach_1", policy)
 
     _, due = filed(due_at)
     complaint, _ = filed(due_at - (due - due_at))

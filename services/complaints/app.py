@@ -10,9 +10,9 @@ from services.complaints.domain import TIMER_CALLBACK, TIMER_SLA
 from services.complaints.handlers import (
     FileComplaintsFromChannels,
     FileFromApi,
+    FireSlaTimers,
     apply_tier_changes,
     fire_callback_timers,
-    fire_sla_timers,
 )
 from services.complaints.settings import ComplaintsSettings
 from shared.contracts.topics import COMPLAINT_FILED, TIER_CHANGED
@@ -39,7 +39,7 @@ def wire(rt: Runtime) -> Wiring:
             Subscription("filings", (COMPLAINT_FILED,), FileComplaintsFromChannels(policy)),
             Subscription("tiers", (TIER_CHANGED,), apply_tier_changes),
         ],
-        timer_handlers={TIMER_SLA: fire_sla_timers, TIMER_CALLBACK: fire_callback_timers},
+        timer_handlers={TIMER_SLA: FireSlaTimers(policy), TIMER_CALLBACK: fire_callback_timers},
     )
 
 

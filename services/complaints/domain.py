@@ -278,9 +278,18 @@ class Clock:
             due += now - self.paused_since
         return due
 
+    @property
+    def next_level(self) -> Level | None:
+        """The level to come: the one after the last that fired (none is sent late)."""
+        after = max((LEVELS.index(level) for level in self.fired), default=-1) + 1
+        return LEVELS[after] if after < len(LEVELS) else None
+
     def timers(self, complaint_id: str, policy: ComplaintPolicy) -> list[TimerInstruction]:
-        """Timers for the levels still to come, at the current generation."""
-        if not self.running:
+        """The timer of the next level, at the current generation. Each level's timer
+        schedules the next when it fires, so a running clock holds one pending timer, not
+        one per level: most complaints are met before their first threshold."""
+        level = self.next_level
+        if not self.running or level is None:
             return []
         return [
             ScheduleTimer(
@@ -289,12 +298,11 @@ class Clock:
                 self.threshold(level, policy),
                 {"complaint_id": complaint_id, "clock": self.name, "level": level},
             )
-            for level in LEVELS
-            if level not in self.fired
         ]
 
     def cancel_timers(self, complaint_id: str) -> list[TimerInstruction]:
-        """Cancel this generation's pending timers."""
+        """Cancel this generation's pending timers: every level not fired, as versions that
+        scheduled all levels at once left them."""
         return [
             CancelTimer(TIMER_SLA, sla_timer_key(complaint_id, self.name, level, self.generation))
             for level in LEVELS
@@ -722,8 +730,9 @@ class Complaint:
     def sla_due(
         self, now: datetime, clock_name: SlaClock, level: Level, generation: int
     ) -> SlaAlert | None:
-        """A SLA timer fired: the alert to emit, or None if it is stale or already emitted."""
-        clock = self.response_clock if clock_name == "response" else self.resolution_clock
+        """A SLA timer fired: the alert to emit, or None if it is stale or already emitted.
+        After an alert, `sla_timers` gives the timer of the clock's next level."""
+        clock = self._clock(clock_name)
         if generation != clock.generation or level in clock.fired or not clock.running:
             return None
         clock.fired.append(level)
@@ -733,6 +742,13 @@ class Complaint:
             self.escalation_level = max(self.escalation_level, escalation)
             self.last_change = f"escalated_level_{escalation}"
         return SlaAlert(clock_name, level, due, escalation, max(now - due, timedelta(0)))
+
+    def sla_timers(self, clock_name: SlaClock, policy: ComplaintPolicy) -> list[TimerInstruction]:
+        """The timer of the clock's next level, if it is running and has one."""
+        return self._clock(clock_name).timers(self.complaint_id, policy)
+
+    def _clock(self, name: SlaClock) -> Clock:
+        return self.response_clock if name == "response" else self.resolution_clock
 
     def callback_due(self, now: datetime, cycle: int, sequence: int) -> Callback | None:
         """A callback timer fired: the callback now due, or None if cancelled/already sent."""

@@ -366,35 +366,57 @@ def _alert_payload(c: Complaint, alert: SlaAlert) -> dict[str, Any]:
     }
 
 
-async def fire_sla_timers(tx: Tx, due: list[DueTimer]) -> None:
-    """SLA thresholds reached: warning or breach, each once per complaint, clock and level."""
-    keys = [_parse_sla_key(t.key) for t in due]
-    complaints = await store.load_for_update(tx.session, (k[0] for k in keys))
-    changed: dict[str, Complaint] = {}
-    breached: dict[tuple[str, SlaClock, int], list[Complaint]] = {}
-    for complaint_id, clock, level, generation in keys:  # claimed in due order
-        c = complaints.get(complaint_id)
-        alert = c.sla_due(tx.now, clock, level, generation) if c else None
-        if c is None or alert is None:
-            continue  # stale timer: the clock was met, paused or moved since
-        changed[c.complaint_id] = c
-        if alert.escalation_level == 0:
-            tx.emit(SLA_WARNING, SlaWarning(**_alert_payload(c, alert)), key=c.customer_id)
-            continue
-        tx.emit(
-            SLA_BREACHED,
-            SlaBreached(
-                **_alert_payload(c, alert),
-                escalation_level=alert.escalation_level,
-                overdue_by_seconds=int(alert.overdue_by.total_seconds()),
-            ),
-            key=c.customer_id,
+@dataclass(frozen=True)
+class FireSlaTimers:
+    """SLA thresholds reached: warning or breach, each once per complaint, clock and level;
+    each schedules the timer of its clock's next level."""
+
+    policy: ComplaintPolicy
+
+    async def __call__(self, tx: Tx, due: list[DueTimer]) -> None:
+        keys = [_parse_sla_key(t.key) for t in due]
+        complaints = await store.load_for_update(tx.session, (k[0] for k in keys))
+        changed: dict[str, Complaint] = {}
+        advanced: dict[tuple[str, SlaClock], Complaint] = {}
+        breached: dict[tuple[str, SlaClock, int], list[Complaint]] = {}
+        for complaint_id, clock, level, generation in keys:  # claimed in due order
+            c = complaints.get(complaint_id)
+            alert = c.sla_due(tx.now, clock, level, generation) if c else None
+            if c is None or alert is None:
+                continue  # stale timer: the clock was met, paused or moved since
+            changed[c.complaint_id] = c
+            advanced[(c.complaint_id, clock)] = c
+            _emit_alert(tx, c, alert, breached)
+        for (department, breached_clock, escalation), group in breached.items():
+            _alert_ops(tx, department, breached_clock, escalation, group)
+        await store.save_fired(tx.session, list(changed.values()), tx.now)
+        # After the whole batch: two levels of a clock due together schedule only the third.
+        await apply_timers(
+            tx, [i for (_, clock), c in advanced.items() for i in c.sla_timers(clock, self.policy)]
         )
-        breached.setdefault((c.department, alert.clock, alert.escalation_level), []).append(c)
-        publish(tx, c)
-    for (department, breached_clock, escalation), group in breached.items():
-        _alert_ops(tx, department, breached_clock, escalation, group)
-    await store.save_fired(tx.session, list(changed.values()), tx.now)
+
+
+def _emit_alert(
+    tx: Tx,
+    c: Complaint,
+    alert: SlaAlert,
+    breached: dict[tuple[str, SlaClock, int], list[Complaint]],
+) -> None:
+    """A warning, or a breach (with the complaint's snapshot, gathered for the ops alert)."""
+    if alert.escalation_level == 0:
+        tx.emit(SLA_WARNING, SlaWarning(**_alert_payload(c, alert)), key=c.customer_id)
+        return
+    tx.emit(
+        SLA_BREACHED,
+        SlaBreached(
+            **_alert_payload(c, alert),
+            escalation_level=alert.escalation_level,
+            overdue_by_seconds=int(alert.overdue_by.total_seconds()),
+        ),
+        key=c.customer_id,
+    )
+    breached.setdefault((c.department, alert.clock, alert.escalation_level), []).append(c)
+    publish(tx, c)
 
 
 def _alert_ops(

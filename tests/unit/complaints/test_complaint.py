@@ -128,7 +128,7 @@ def test_every_legal_and_illegal_transition(status, command):
         assert c.status == expected
 
 
-def test_filing_schedules_response_and_resolution_levels():
+def test_filing_schedules_each_clocks_first_level():
     c, timers = new("card_fraud")
     assert (c.severity, c.department, c.owner_id, c.status) == (
         "major",
@@ -138,11 +138,7 @@ def test_filing_schedules_response_and_resolution_levels():
     )
     assert schedules(timers) == {
         "K1:response:warning:0": T0 + timedelta(minutes=48),
-        "K1:response:breach_1:0": T0 + H,
-        "K1:response:breach_2:0": T0 + 1.5 * H,
         "K1:resolution:warning:0": T0 + timedelta(hours=4, minutes=48),
-        "K1:resolution:breach_1:0": T0 + 6 * H,
-        "K1:resolution:breach_2:0": T0 + 9 * H,
     }
     assert all(t.kind == TIMER_SLA for t in timers)
     assert c.regulatory_due_at == T0 + timedelta(days=15)
@@ -178,11 +174,7 @@ def test_pause_pushes_the_deadline_back_by_its_length():
     assert c.resolution_due_at(T0 + 15 * H) == T0 + 77 * H  # as if it resumed now
     resumed = c.resume(T0 + 15 * H, "E2", POLICY)
     assert c.resolution_due_at() == T0 + 77 * H
-    assert schedules(resumed) == {
-        "K1:resolution:warning:1": T0 + 72 * 0.8 * H + 5 * H,
-        "K1:resolution:breach_1:1": T0 + 77 * H,
-        "K1:resolution:breach_2:1": T0 + 108 * H + 5 * H,
-    }
+    assert schedules(resumed) == {"K1:resolution:warning:1": T0 + 72 * 0.8 * H + 5 * H}
     c.await_customer(T0 + 20 * H, "E2")
     c.resume(T0 + 22 * H, "E2", POLICY)
     assert c.resolution_due_at() == T0 + 79 * H
@@ -202,12 +194,9 @@ def test_severity_change_recomputes_from_receipt_keeping_fired_levels():
     assert c.response_due_at == T0 + 4 * H
     assert c.resolution_due_at() == T0 + 24 * H
     assert schedules(changed) == {
-        # the response warning already fired: only the breaches move
+        # the response warning already fired: its next level, the first breach, moves
         "K1:response:breach_1:1": T0 + 4 * H,
-        "K1:response:breach_2:1": T0 + 6 * H,
         "K1:resolution:warning:1": T0 + 24 * 0.8 * H,
-        "K1:resolution:breach_1:1": T0 + 24 * H,
-        "K1:resolution:breach_2:1": T0 + 36 * H,
     }
     assert "K1:response:breach_1:0" in cancels(changed)
     assert c.severity_changes[0].from_severity == "normal"
@@ -247,6 +236,35 @@ def test_each_level_fires_once_with_escalation_and_overdue():
     second = c.sla_due(T0 + 9 * H, "resolution", "breach_2", 0)
     assert second is not None and second.escalation_level == 2
     assert c.escalation_level == 2
+
+
+def test_each_level_that_fires_schedules_the_next_and_the_last_none():
+    c, _ = new("card_fraud")  # resolution: 6h, second escalation at 150%
+    assert c.sla_due(T0 + 4.8 * H, "resolution", "warning", 0) is not None
+    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:breach_1:0": T0 + 6 * H}
+    assert c.sla_due(T0 + 6 * H, "resolution", "breach_1", 0) is not None
+    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:breach_2:0": T0 + 9 * H}
+    assert c.sla_due(T0 + 9 * H, "resolution", "breach_2", 0) is not None
+    assert c.sla_timers("resolution", POLICY) == []
+    # the other clock's chain is its own
+    assert schedules(c.sla_timers("response", POLICY)) == {
+        "K1:response:warning:0": T0 + timedelta(minutes=48)
+    }
+
+
+def test_a_level_passed_over_is_not_scheduled_late():
+    """A breach timer that fired before the warning's (left by a version that scheduled
+    every level at once): the next level is the second breach, never the warning."""
+    c, _ = new("card_fraud")
+    assert c.sla_due(T0 + 6 * H, "resolution", "breach_1", 0) is not None
+    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:breach_2:0": T0 + 9 * H}
+
+
+def test_a_met_clock_schedules_no_next_level():
+    c, _ = new()
+    assert c.sla_due(T0 + 19.2 * H, "response", "warning", 0) is not None
+    c.acknowledge(T0 + 20 * H, "E1")
+    assert c.sla_timers("response", POLICY) == []
 
 
 def test_met_or_paused_clocks_do_not_fire():
@@ -305,7 +323,7 @@ def test_reopen_restarts_the_resolution_clock_with_the_same_severity():
     c = in_status("resolved")
     instructions = c.reopen(T0 + 100 * H, "E3", "not fixed", POLICY)
     assert c.resolution_due_at() == T0 + 172 * H
-    assert schedules(instructions)["K1:resolution:breach_1:1"] == T0 + 172 * H
+    assert schedules(instructions) == {"K1:resolution:warning:1": T0 + (100 + 72 * 0.8) * H}
     assert cancels(instructions) == {"K1:0:1", "K1:0:2", "K1:0:3"}
     assert c.current_callback(1) is None
     assert c.callback_due(T0 + 200 * H, 0, 1) is None  # cancelled
