@@ -206,7 +206,7 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
         timers = [
             (
                 TIMER_SLA,
-                sla_timer_key(cid, "response", "breach_1", 0),
+                sla_timer_key(cid, "response", 0),
                 due_at,
                 json.dumps({"complaint_id": cid, "clock": "response", "level": "breach_1"}),
             )

@@ -232,9 +232,10 @@ class CancelTimer:
 TimerInstruction = ScheduleTimer | CancelTimer
 
 
-def sla_timer_key(complaint_id: str, clock: SlaClock, level: Level, generation: int) -> str:
-    """One key per complaint, clock, level and schedule generation."""
-    return f"{complaint_id}:{clock}:{level}:{generation}"
+def sla_timer_key(complaint_id: str, clock: SlaClock, generation: int) -> str:
+    """One key per complaint, clock and schedule generation: the timer of the clock's next
+    level (named in its payload), moved on to the level after as each fires."""
+    return f"{complaint_id}:{clock}:{generation}"
 
 
 def callback_timer_key(complaint_id: str, cycle: int, sequence: int) -> str:
@@ -285,29 +286,26 @@ class Clock:
         return LEVELS[after] if after < len(LEVELS) else None
 
     def timers(self, complaint_id: str, policy: ComplaintPolicy) -> list[TimerInstruction]:
-        """The timer of the next level, at the current generation. Each level's timer
-        schedules the next when it fires, so a running clock holds one pending timer, not
-        one per level: most complaints are met before their first threshold."""
+        """The timer of the next level, at the current generation. When it fires, the same
+        timer is moved on to the level after: a running clock holds one timer, written
+        once at filing (most complaints are met before their first threshold)."""
         level = self.next_level
         if not self.running or level is None:
             return []
         return [
             ScheduleTimer(
                 TIMER_SLA,
-                sla_timer_key(complaint_id, self.name, level, self.generation),
+                sla_timer_key(complaint_id, self.name, self.generation),
                 self.threshold(level, policy),
                 {"complaint_id": complaint_id, "clock": self.name, "level": level},
             )
         ]
 
     def cancel_timers(self, complaint_id: str) -> list[TimerInstruction]:
-        """Cancel this generation's pending timers: every level not fired, as versions that
-        scheduled all levels at once left them."""
-        return [
-            CancelTimer(TIMER_SLA, sla_timer_key(complaint_id, self.name, level, self.generation))
-            for level in LEVELS
-            if level not in self.fired
-        ]
+        """Cancel this generation's pending timer (none once every level fired)."""
+        if self.next_level is None:
+            return []
+        return [CancelTimer(TIMER_SLA, sla_timer_key(complaint_id, self.name, self.generation))]
 
     def meet(self, now: datetime, complaint_id: str) -> list[TimerInstruction]:
         """The clock's target was met: its timers are cancelled."""

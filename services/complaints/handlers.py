@@ -348,9 +348,10 @@ async def act(tx: Tx, complaint_id: str, command: Command) -> Complaint:
     return complaint
 
 
-def _parse_sla_key(key: str) -> tuple[str, SlaClock, Level, int]:
-    complaint_id, clock, level, generation = key.rsplit(":", 3)
-    return complaint_id, clock, level, int(generation)  # type: ignore[return-value]
+def _sla_timer(timer: DueTimer) -> tuple[str, SlaClock, Level, int]:
+    """(complaint, clock, level, generation) of a SLA timer: the level is in its payload."""
+    complaint_id, clock, generation = timer.key.rsplit(":", 2)
+    return complaint_id, clock, timer.payload["level"], int(generation)  # type: ignore[return-value]
 
 
 def _alert_payload(c: Complaint, alert: SlaAlert) -> dict[str, Any]:
@@ -374,7 +375,7 @@ class FireSlaTimers:
     policy: ComplaintPolicy
 
     async def __call__(self, tx: Tx, due: list[DueTimer]) -> None:
-        keys = [_parse_sla_key(t.key) for t in due]
+        keys = [_sla_timer(t) for t in due]
         complaints = await store.load_for_update(tx.session, (k[0] for k in keys))
         changed: dict[str, Complaint] = {}
         advanced: dict[tuple[str, SlaClock], Complaint] = {}
@@ -390,7 +391,8 @@ class FireSlaTimers:
         for (department, breached_clock, escalation), group in breached.items():
             _alert_ops(tx, department, breached_clock, escalation, group)
         await store.save_fired(tx.session, list(changed.values()), tx.now)
-        # After the whole batch: two levels of a clock due together schedule only the third.
+        # Each clock's timer moves on to its next level (the timer worker leaves a timer
+        # scheduled again pending); one that fired its last level is marked fired.
         await apply_timers(
             tx, [i for (_, clock), c in advanced.items() for i in c.sla_timers(clock, self.policy)]
         )

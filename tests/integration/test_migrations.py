@@ -282,3 +282,65 @@ async def test_complaint_documents_written_as_jsonb_read_back_the_same_as_json(i
         assert await loaded() == {c.complaint_id: c for c in filed}
     finally:
         await engine.dispose()
+
+
+async def test_per_level_sla_timers_become_one_timer_per_clock_at_its_earliest_level(infra):
+    """Migration 0007: a clock's pending per-level timers become one, at the earliest
+    pending level; fired ones and other kinds stay; a downgrade renames it back."""
+    schema = infra.new_schema("complaints_m")
+    engine = create_engine(infra.database_url, schema, application_name="test-sla-timers")
+    try:
+        await ensure_schema(engine, schema)
+    finally:
+        await engine.dispose()
+    config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
+    await asyncio.to_thread(command.upgrade, config, "0006")
+    conn = await asyncpg.connect(
+        asyncpg_dsn(infra.database_url), server_settings={"search_path": schema}
+    )
+
+    def sla(key: str, hours: int, level: str, fired: bool = False) -> tuple[object, ...]:
+        return ("complaints.sla", key, T0 + hours * H, json.dumps({"level": level}), fired)
+
+    rows = [
+        sla("A:response:warning:0", 19, "warning"),
+        sla("A:response:breach_1:0", 24, "breach_1"),
+        sla("A:response:breach_2:0", 36, "breach_2"),
+        sla("A:resolution:breach_2:1", 108, "breach_2"),
+        sla("B:response:warning:0", 19, "warning", fired=True),
+        sla("B:response:breach_1:0", 24, "breach_1"),
+        sla("B:response:breach_2:0", 36, "breach_2"),
+        ("complaints.callback", "A:0:1", T0, "{}", False),
+    ]
+    try:
+        await conn.executemany(
+            "INSERT INTO timers (kind, key, due_at, payload, fired_at) "
+            "VALUES ($1, $2, $3, $4::jsonb, CASE WHEN $5 THEN now() END)",
+            rows,
+        )
+
+        async def timers() -> set[tuple[str, float, str, bool]]:
+            found = await conn.fetch(
+                "SELECT key, due_at, payload->>'level' AS level, fired_at IS NULL AS pending "
+                "FROM timers"
+            )
+            return {(r["key"], (r["due_at"] - T0) / H, r["level"], r["pending"]) for r in found}
+
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await timers() == {
+            ("A:response:0", 19, "warning", True),
+            ("A:resolution:1", 108, "breach_2", True),
+            ("B:response:warning:0", 19, "warning", False),
+            ("B:response:0", 24, "breach_1", True),
+            ("A:0:1", 0, None, True),
+        }
+        await asyncio.to_thread(command.downgrade, config, "0006")
+        assert await timers() == {
+            ("A:response:warning:0", 19, "warning", True),
+            ("A:resolution:breach_2:1", 108, "breach_2", True),
+            ("B:response:warning:0", 19, "warning", False),
+            ("B:response:breach_1:0", 24, "breach_1", True),
+            ("A:0:1", 0, None, True),
+        }
+    finally:
+        await conn.close()

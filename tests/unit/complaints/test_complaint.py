@@ -70,7 +70,12 @@ def in_status(status: str) -> Complaint:
 
 
 def schedules(instructions) -> dict[str, datetime]:
-    return {i.key: i.due_at for i in instructions if isinstance(i, ScheduleTimer)}
+    """Due times by key, and for SLA timers the level they are at: "K1:response:0/warning"."""
+    return {
+        "/".join(filter(None, (i.key, i.payload.get("level")))): i.due_at
+        for i in instructions
+        if isinstance(i, ScheduleTimer)
+    }
 
 
 def cancels(instructions) -> set[str]:
@@ -137,8 +142,8 @@ def test_filing_schedules_each_clocks_first_level():
         "received",
     )
     assert schedules(timers) == {
-        "K1:response:warning:0": T0 + timedelta(minutes=48),
-        "K1:resolution:warning:0": T0 + timedelta(hours=4, minutes=48),
+        "K1:response:0/warning": T0 + timedelta(minutes=48),
+        "K1:resolution:0/warning": T0 + timedelta(hours=4, minutes=48),
     }
     assert all(t.kind == TIMER_SLA for t in timers)
     assert c.regulatory_due_at == T0 + timedelta(days=15)
@@ -157,24 +162,18 @@ def test_deadlines_by_severity(severity_input, response, resolution):
 def test_acknowledge_meets_the_response_clock():
     c, _ = new()
     instructions = c.acknowledge(T0 + H, "E1")
-    assert cancels(instructions) == {
-        "K1:response:warning:0",
-        "K1:response:breach_1:0",
-        "K1:response:breach_2:0",
-    }
+    assert cancels(instructions) == {"K1:response:0"}
     assert c.response_clock.met_at == T0 + H
 
 
 def test_pause_pushes_the_deadline_back_by_its_length():
     c = in_status("in_progress")  # normal: resolution due T0+72h
     paused = c.await_customer(T0 + 10 * H, "E2")
-    assert cancels(paused) == {
-        f"K1:resolution:{lvl}:0" for lvl in ("warning", "breach_1", "breach_2")
-    }
+    assert cancels(paused) == {"K1:resolution:0"}
     assert c.resolution_due_at(T0 + 15 * H) == T0 + 77 * H  # as if it resumed now
     resumed = c.resume(T0 + 15 * H, "E2", POLICY)
     assert c.resolution_due_at() == T0 + 77 * H
-    assert schedules(resumed) == {"K1:resolution:warning:1": T0 + 72 * 0.8 * H + 5 * H}
+    assert schedules(resumed) == {"K1:resolution:1/warning": T0 + 72 * 0.8 * H + 5 * H}
     c.await_customer(T0 + 20 * H, "E2")
     c.resume(T0 + 22 * H, "E2", POLICY)
     assert c.resolution_due_at() == T0 + 79 * H
@@ -195,10 +194,10 @@ def test_severity_change_recomputes_from_receipt_keeping_fired_levels():
     assert c.resolution_due_at() == T0 + 24 * H
     assert schedules(changed) == {
         # the response warning already fired: its next level, the first breach, moves
-        "K1:response:breach_1:1": T0 + 4 * H,
-        "K1:resolution:warning:1": T0 + 24 * 0.8 * H,
+        "K1:response:1/breach_1": T0 + 4 * H,
+        "K1:resolution:1/warning": T0 + 24 * 0.8 * H,
     }
-    assert "K1:response:breach_1:0" in cancels(changed)
+    assert "K1:response:0" in cancels(changed)
     assert c.severity_changes[0].from_severity == "normal"
     # a timer of the old generation is stale
     assert c.sla_due(T0 + 72 * H, "resolution", "breach_1", 0) is None
@@ -241,23 +240,23 @@ def test_each_level_fires_once_with_escalation_and_overdue():
 def test_each_level_that_fires_schedules_the_next_and_the_last_none():
     c, _ = new("card_fraud")  # resolution: 6h, second escalation at 150%
     assert c.sla_due(T0 + 4.8 * H, "resolution", "warning", 0) is not None
-    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:breach_1:0": T0 + 6 * H}
+    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:0/breach_1": T0 + 6 * H}
     assert c.sla_due(T0 + 6 * H, "resolution", "breach_1", 0) is not None
-    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:breach_2:0": T0 + 9 * H}
+    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:0/breach_2": T0 + 9 * H}
     assert c.sla_due(T0 + 9 * H, "resolution", "breach_2", 0) is not None
     assert c.sla_timers("resolution", POLICY) == []
     # the other clock's chain is its own
     assert schedules(c.sla_timers("response", POLICY)) == {
-        "K1:response:warning:0": T0 + timedelta(minutes=48)
+        "K1:response:0/warning": T0 + timedelta(minutes=48)
     }
 
 
 def test_a_level_passed_over_is_not_scheduled_late():
-    """A breach timer that fired before the warning's (left by a version that scheduled
-    every level at once): the next level is the second breach, never the warning."""
+    """A breach that fired while the warning never did: the next level is the second
+    breach, never the warning."""
     c, _ = new("card_fraud")
     assert c.sla_due(T0 + 6 * H, "resolution", "breach_1", 0) is not None
-    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:breach_2:0": T0 + 9 * H}
+    assert schedules(c.sla_timers("resolution", POLICY)) == {"K1:resolution:0/breach_2": T0 + 9 * H}
 
 
 def test_a_met_clock_schedules_no_next_level():
@@ -265,6 +264,13 @@ def test_a_met_clock_schedules_no_next_level():
     assert c.sla_due(T0 + 19.2 * H, "response", "warning", 0) is not None
     c.acknowledge(T0 + 20 * H, "E1")
     assert c.sla_timers("response", POLICY) == []
+
+
+def test_a_clock_past_its_last_level_has_no_timer_to_cancel():
+    c, _ = new()
+    for level, at in (("warning", 19.2), ("breach_1", 24), ("breach_2", 36)):
+        assert c.sla_due(T0 + at * H, "response", level, 0) is not None
+    assert cancels(c.acknowledge(T0 + 40 * H, "E1")) == set()
 
 
 def test_met_or_paused_clocks_do_not_fire():
@@ -297,9 +303,7 @@ def test_resolve_meets_the_clock_and_schedules_callbacks_on_day_3_7_30():
         "K1:0:3": resolved + timedelta(days=30),
     }
     assert all(i.kind == TIMER_CALLBACK for i in instructions if isinstance(i, ScheduleTimer))
-    assert cancels(instructions) == {
-        f"K1:resolution:{lvl}:0" for lvl in ("warning", "breach_1", "breach_2")
-    }
+    assert cancels(instructions) == {"K1:resolution:0"}
     assert c.resolved_on_time is True
     due = c.callback_due(resolved + timedelta(days=3), 0, 1)
     assert due is not None and due.sequence == 1
@@ -323,7 +327,7 @@ def test_reopen_restarts_the_resolution_clock_with_the_same_severity():
     c = in_status("resolved")
     instructions = c.reopen(T0 + 100 * H, "E3", "not fixed", POLICY)
     assert c.resolution_due_at() == T0 + 172 * H
-    assert schedules(instructions) == {"K1:resolution:warning:1": T0 + (100 + 72 * 0.8) * H}
+    assert schedules(instructions) == {"K1:resolution:1/warning": T0 + (100 + 72 * 0.8) * H}
     assert cancels(instructions) == {"K1:0:1", "K1:0:2", "K1:0:3"}
     assert c.current_callback(1) is None
     assert c.callback_due(T0 + 200 * H, 0, 1) is None  # cancelled
