@@ -288,7 +288,7 @@ class Clock:
     def timers(self, complaint_id: str, policy: ComplaintPolicy) -> list[TimerInstruction]:
         """The timer of the next level, at the current generation. When it fires, the same
         timer is moved on to the level after: a running clock holds one timer, written
-        once at filing (most complaints are met before their first threshold)."""
+        once at filing and cancelled alone when the clock is met."""
         level = self.next_level
         if not self.running or level is None:
             return []

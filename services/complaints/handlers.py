@@ -377,7 +377,6 @@ class FireSlaTimers:
     async def __call__(self, tx: Tx, due: list[DueTimer]) -> None:
         keys = [_sla_timer(t) for t in due]
         complaints = await store.load_for_update(tx.session, (k[0] for k in keys))
-        changed: dict[str, Complaint] = {}
         advanced: dict[tuple[str, SlaClock], Complaint] = {}
         breached: dict[tuple[str, SlaClock, int], list[Complaint]] = {}
         for complaint_id, clock, level, generation in keys:  # claimed in due order
@@ -385,11 +384,11 @@ class FireSlaTimers:
             alert = c.sla_due(tx.now, clock, level, generation) if c else None
             if c is None or alert is None:
                 continue  # stale timer: the clock was met, paused or moved since
-            changed[c.complaint_id] = c
             advanced[(c.complaint_id, clock)] = c
             _emit_alert(tx, c, alert, breached)
         for (department, breached_clock, escalation), group in breached.items():
             _alert_ops(tx, department, breached_clock, escalation, group)
+        changed = {c.complaint_id: c for c in advanced.values()}
         await store.save_fired(tx.session, list(changed.values()), tx.now)
         # Each clock's timer moves on to its next level (the timer worker leaves a timer
         # scheduled again pending); one that fired its last level is marked fired.
