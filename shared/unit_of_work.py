@@ -68,6 +68,8 @@ class Tx:
     def _timer_rows(
         self, kind: str, items: Sequence[tuple[str, datetime, dict[str, Any] | None]]
     ) -> list[dict[str, Any]]:
+        """The rows to write, one per key; notes what the timer worker learns after the
+        commit (`earliest_due`) and which keys it must not mark fired (`scheduled`)."""
         latest: dict[str, tuple[datetime, dict[str, Any] | None]] = {}
         for key, due_at, payload in items:
             if due_at.tzinfo is None:
