@@ -218,7 +218,7 @@ class TimerWorker:
         claim = claim_statement(self._handlers, tx.now, limit or self._batch_size)
         async with index_order(tx.session):
             rows = (await tx.session.execute(claim)).all()
-        return [DueTimer(r.id, r.kind, r.key, r.due_at, r.payload) for r in rows]
+        return [DueTimer(*row) for row in rows]  # the claim selects DueTimer's fields in order
 
     async def _dispatch(self, tx: Tx, due: list[DueTimer]) -> None:
         by_kind: dict[str, list[DueTimer]] = defaultdict(list)

@@ -140,11 +140,22 @@ async def load_books(
     books = {cid: CustomerBook(cid) for cid in ids}
     # Row locks: a rebalance may briefly give two consumers the same customer.
     rows = await session.execute(
-        select(accounts).where(any_of(accounts.c.customer_id, ids)).with_for_update()
+        select(
+            accounts.c.customer_id,
+            accounts.c.account_id,
+            accounts.c.currency,
+            accounts.c.balance,
+            accounts.c.balance_cny,
+            accounts.c.account_seq,
+            accounts.c.as_of,
+        )
+        .where(any_of(accounts.c.customer_id, ids))
+        .with_for_update()
     )
-    for r in rows:
-        books[r.customer_id].accounts[r.account_id] = AccountBalance(
-            r.account_id, r.currency, r.balance, r.balance_cny, r.account_seq, r.as_of
+    # Rows unpacked by position: a Row's attribute access by name costs about 0.4 µs.
+    for cid, account_id, currency, balance, balance_cny, seq, as_of in rows:
+        books[cid].accounts[account_id] = AccountBalance(
+            account_id, currency, balance, balance_cny, seq, as_of
         )
     tiers = await session.execute(
         select(customer_tiers.c.customer_id, customer_tiers.c.tier, customer_tiers.c.grace_until)
@@ -162,18 +173,19 @@ async def load_books(
 async def _load_closing(session: AsyncSession, books: dict[str, CustomerBook], since: date) -> None:
     """Closing totals from `since`, plus the last one before it (carried forward)."""
     ids = list(books)
-    window = select(daily_totals).where(
+    columns = (daily_totals.c.customer_id, daily_totals.c.day, daily_totals.c.total_cny)
+    window = select(*columns).where(
         any_of(daily_totals.c.customer_id, ids), daily_totals.c.day >= since
     )
     before = (
-        select(daily_totals)
+        select(*columns)
         .where(any_of(daily_totals.c.customer_id, ids), daily_totals.c.day < since)
         .ext(distinct_on(daily_totals.c.customer_id))
         .order_by(daily_totals.c.customer_id, daily_totals.c.day.desc())
     )
     for stmt in (window, before):
-        for r in await session.execute(stmt):
-            books[r.customer_id].closing[r.day] = r.total_cny
+        for cid, day, total_cny in await session.execute(stmt):
+            books[cid].closing[day] = total_cny
 
 
 async def customers_after(session: AsyncSession, after: str, limit: int) -> list[str]:

@@ -20,4 +20,4 @@ async def claim(session: AsyncSession, consumer: str, event_ids: Iterable[str]) 
         conflict=("consumer", "event_id"),
         returning=("event_id",),
     )
-    return {row.event_id for row in rows}
+    return {event_id for (event_id,) in rows}

@@ -129,10 +129,10 @@ class OutboxRelay:
             for _ in range(self._batches_per_transaction):
                 rows = await self._unsent(session, after)
                 if rows:
-                    after = rows[-1].id
+                    after = rows[-1][0]
                     acks = await self._producer.enqueue(
-                        (r.topic, r.key, r.value, [(n, v.encode()) for n, v in r.headers])
-                        for r in rows
+                        (topic, key, value, [(n, v.encode()) for n, v in headers])
+                        for _, topic, key, value, headers in rows
                     )
                     queued.append((rows, acks))
                 if len(queued) > 1:  # the batch before: acknowledged by now, most likely
@@ -146,7 +146,9 @@ class OutboxRelay:
                 acks.add_done_callback(_retrieve)
 
     async def _unsent(self, session: AsyncSession, after: int) -> list[Any]:
-        """The next batch of unsent rows past id `after`, oldest first."""
+        """The next batch of unsent rows past id `after`, oldest first: (id, topic, key,
+        value, headers), read by position (a Row's attribute access by name costs about
+        0.4 µs; 6 a row were 2.5 µs of each row published)."""
         query = (
             select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
             .where(outbox.c.sent_at.is_(None), outbox.c.id > after)
@@ -166,10 +168,10 @@ class OutboxRelay:
         await acks
         await session.execute(
             update(outbox)
-            .where(any_of(outbox.c.id, (row.id for row in rows)))
+            .where(any_of(outbox.c.id, (row[0] for row in rows)))
             .values(sent_at=func.now())
         )
-        published.update(row.topic for row in rows)
+        published.update(row[1] for row in rows)
 
     async def purge(self) -> Purged:
         """Delete sent outbox rows, inbox ids and fired timers older than the retention
