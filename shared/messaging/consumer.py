@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -163,7 +163,7 @@ class ConsumerRunner:
                     continue
                 if not await self._process([self._decode(r) for r in records]):
                     break  # stopping mid-retry: leave this batch uncommitted
-                self._mark_processed(records)
+                self._mark_processed(batches)
                 if time.monotonic() - self._last_commit >= self._commit_interval:
                     await self.commit_processed()
                 await self._record_lag()
@@ -172,11 +172,12 @@ class ConsumerRunner:
             await self._kafka.stop()
             self._kafka = None
 
-    def _mark_processed(self, records: Sequence[Record]) -> None:
-        """Offsets after records whose transaction committed, to be committed to the group."""
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            self._processed[tp] = max(self._processed.get(tp, 0), r.offset + 1)
+    def _mark_processed(self, batches: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        """Offsets after records whose transaction committed, to be committed to the group.
+        A partition's records come in offset order: its last one's offset is the highest."""
+        for tp, part in batches.items():
+            if part:
+                self._processed[tp] = max(self._processed.get(tp, 0), part[-1].offset + 1)
 
     async def commit_processed(self) -> None:
         """Commit the offsets of the processed records to the group (if any are pending)."""
