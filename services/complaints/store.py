@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import TypeAdapter
+import msgspec
 from sqlalchemy import (
     Boolean,
     Column,
@@ -90,7 +90,18 @@ idempotency_keys = Table(
     Column("created_at", TS, nullable=False),
 )
 
-_document = TypeAdapter(Complaint)
+# The document's codec: msgspec, typed by the domain's dataclasses. Against pydantic's
+# TypeAdapter it read a filed complaint's document (1,489 bytes) in 6.9 instead of 11.3 µs
+# and wrote it in 2.6 instead of 8.6 µs; an SLA firing does both for every complaint.
+# Each reads what the other writes (tests/unit/complaints/test_document.py): they differ
+# only in how a duration is spelled ("P0D" / "PT0S"), which both parse.
+_decode_document = msgspec.json.Decoder(Complaint).decode
+_encode_document = msgspec.json.Encoder().encode
+
+
+def document_json(c: Complaint) -> str:
+    """The complaint as the JSON document stored in its row."""
+    return _encode_document(c).decode()
 
 
 def _row(c: Complaint, now: datetime) -> dict[str, Any]:
@@ -117,13 +128,13 @@ def _row(c: Complaint, now: datetime) -> dict[str, Any]:
         "is_repeat": c.is_repeat,
         "flagged_for_review": c.flagged_for_review,
         "escalation_level": c.escalation_level,
-        "document": _document.dump_json(c).decode(),
+        "document": document_json(c),
         "updated_at": now,
     }
 
 
 def _complaint(document: str) -> Complaint:
-    return _document.validate_json(document)
+    return _decode_document(document)
 
 
 _SAVED = tuple(c.name for c in complaints.columns if c.name != "complaint_id")
@@ -161,7 +172,7 @@ async def save_fired(session: AsyncSession, items: Sequence[Complaint], now: dat
             {
                 "ids": [c.complaint_id for c in items],
                 "levels": [c.escalation_level for c in items],
-                "documents": [_document.dump_json(c).decode() for c in items],
+                "documents": [document_json(c) for c in items],
                 "now": now,
             },
         )
