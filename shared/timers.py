@@ -53,7 +53,8 @@ TimerHandler = Callable[[Tx, list[DueTimer]], Awaitable[None]]
 
 def claim_statement(kinds: Iterable[str], now: datetime, limit: int) -> Select[Any]:
     """The due timers of these kinds, oldest first, locked; those another worker holds are
-    skipped. Served by the `timers_pending` index in this order, it reads `limit` rows.
+    skipped. Served by the `timers_pending` index in this order, it reads `limit` rows. Its
+    columns are DueTimer's fields, in their order (a claim builds them by position).
 
     `now` reaches the planner as a sub-select, a value it cannot look up in the column's
     statistics. Taken as a constant, it let statistics gathered while every pending timer
