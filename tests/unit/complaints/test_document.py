@@ -18,8 +18,8 @@ EARLIER = TypeAdapter(Complaint)
 
 
 def everything_at_once() -> Complaint:
-    """Money, a trail, an extension, compensation, a pause, a fired level, a re-graded
-    severity and a non-ASCII note: every kind of value the document holds."""
+    """Money, a trail, an extension, compensation, a pause, a fired level and a re-graded
+    severity (`called_back` adds an NPS and a non-ASCII note)."""
     c, _ = new("card_fraud", amount=Decimal("12345.60"))
     c.transfer(T0 + H, "E1", "operations", None, "processing issue")
     c.extend_regulatory(T0 + H, "E2", "M1", "needs investigation", POLICY)
