@@ -15,6 +15,9 @@ class NotificationsSettings(StewardSettings):
     # CallbackDue went out at 2,642 to 2,833 msg/s against 2,189 to 2,500 with one (four
     # alternating pairs); the daily cap's slots are taken atomically, in customer order.
     timer_concurrency: int = Field(default=2, ge=1)
+    # Tier changes, SLA alerts and callbacks reach customers through here: the shorter
+    # fetch wait of tiering (see services/tiering/settings.py for the figures).
+    consumer_fetch_max_wait_ms: int = Field(default=50, ge=1)
 
     notifications_sms_provider: Literal["sandbox", "http"] = Field(
         default="sandbox", description="`http` = the SMS gateway below; `sandbox` in dev"
