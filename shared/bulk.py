@@ -13,6 +13,7 @@ unnest arrays (two alternating rounds of 40 batches each).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -41,10 +42,10 @@ def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[b
     return column == any_(literal(list(values), postgresql.ARRAY(column.type)))
 
 
-def _recordset(table: Table, columns: tuple[str, ...]) -> str:
+def _recordset(table: Table, columns: tuple[str, ...], param: str = "rows") -> str:
     """The `:rows` parameter (see `_rows_json`) as a relation `r` of typed columns."""
     fields = ", ".join(f'"{c}" {_sql_type(table, c)}' for c in columns)
-    return f"json_to_recordset(CAST(:rows AS JSON)) AS r({fields})"
+    return f"json_to_recordset(CAST(:{param} AS JSON)) AS r({fields})"
 
 
 @cache
@@ -56,8 +57,21 @@ def _statement(
     update_where: str | None,
     returning: tuple[str, ...],
 ) -> TextClause:
+    return text(_insert_sql(table, columns, conflict, update, update_where, returning))
+
+
+def _insert_sql(
+    table: Table,
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...] | None,
+    update: tuple[tuple[str, str], ...] | None,
+    update_where: str | None,
+    returning: tuple[str, ...],
+    param: str = "rows",
+) -> str:
     names = ", ".join(f'"{c}"' for c in columns)
-    sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_recordset(table, columns)}"
+    recordset = _recordset(table, columns, param)
+    sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {recordset}"
     if conflict is not None:
         target = f"({', '.join(conflict)})"
         if update:
@@ -69,7 +83,7 @@ def _statement(
             sql += f" ON CONFLICT {target} DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
-    return text(sql)
+    return sql
 
 
 @cache
@@ -122,17 +136,72 @@ async def bulk_insert(
     if not rows:
         return []
     columns = tuple(rows[0])
-    assignments = tuple((c, f"excluded.{c}") for c in update) + tuple((update_sql or {}).items())
     stmt = _statement(
         table,
         columns,
         tuple(conflict) if conflict is not None else None,
-        assignments or None,
+        _assignments(update, update_sql),
         update_where,
         tuple(returning),
     )
     result = await session.execute(stmt, {"rows": _rows_json(table, columns, rows)})
     return list(result.all()) if returning else []
+
+
+def _assignments(
+    update: Sequence[str], update_sql: Mapping[str, str] | None
+) -> tuple[tuple[str, str], ...] | None:
+    pairs = tuple((c, f"excluded.{c}") for c in update) + tuple((update_sql or {}).items())
+    return pairs or None
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """One table's share of `bulk_upserts`: `bulk_insert`'s arguments, without RETURNING."""
+
+    table: Table
+    rows: Sequence[Mapping[str, Any]]
+    conflict: tuple[str, ...] | None = None
+    update: tuple[str, ...] = ()
+    update_sql: Mapping[str, str] | None = None
+
+    def shape(self) -> tuple[Any, ...]:
+        """What the statement text depends on (not the rows' values)."""
+        return (
+            self.table,
+            tuple(self.rows[0]),
+            self.conflict,
+            _assignments(self.update, self.update_sql),
+        )
+
+
+async def bulk_upserts(session: AsyncSession, writes: Sequence[Upsert]) -> None:
+    """Several tables' `bulk_insert`s in one statement, one round trip: each write but the
+    last runs as a data-modifying WITH query. Postgres runs every one to completion, all
+    against the same snapshot: a write cannot see another's rows, so the writes must be to
+    different tables and none may depend on another (no foreign key between them).
+    Writes without rows are left out."""
+    present = [w for w in writes if w.rows]
+    if not present:
+        return
+    stmt = _upserts_statement(tuple(w.shape() for w in present))
+    await session.execute(
+        stmt,
+        {f"rows{n}": _rows_json(w.table, tuple(w.rows[0]), w.rows) for n, w in enumerate(present)},
+    )
+
+
+@cache
+def _upserts_statement(shapes: tuple[tuple[Any, ...], ...]) -> TextClause:
+    parts = [
+        _insert_sql(table, columns, conflict, assignments, None, (), param=f"rows{n}")
+        for n, (table, columns, conflict, assignments) in enumerate(shapes)
+    ]
+    *first, last = parts
+    if not first:
+        return text(last)
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
+    return text(f"WITH {ctes} {last}")
 
 
 @cache

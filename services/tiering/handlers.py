@@ -22,6 +22,7 @@ from services.tiering.domain import (
     supersedes,
     to_cny,
 )
+from shared.bulk import Upsert
 from shared.contracts import Envelope
 from shared.contracts.events import BalanceChanged, TierChanged
 from shared.contracts.topics import TIER_CHANGED
@@ -107,9 +108,10 @@ class TierLedger:
         book.tier = outcome.tier
         book.grace_until = outcome.grace_until
 
-    async def flush(self) -> None:
-        """Write tiers and history and move grace timers, set-based."""
-        await store.save_tiers(self.tx.session, list(self._tiers.values()))
+    async def flush(self, *also: Upsert) -> None:
+        """Write tiers (with `also`, in the same statement) and history and move grace
+        timers, set-based."""
+        await store.save(self.tx.session, *also, store.tiers_upsert(list(self._tiers.values())))
         await store.append_history(self.tx.session, self._history)
         await self._grace.apply(self.tx)
 
@@ -154,17 +156,17 @@ class ApplyBalanceChanges:
                 "txn_id": data.txn_id,
             }
             ledger.evaluate(book, cause="balance_changed", causation=event)
-        await store.save_accounts(tx.session, list(accounts.values()))
         today = bank_day(tx.now)
         touched = {row["customer_id"] for row in accounts.values()}
-        await store.save_closing(
-            tx.session,
-            [
-                {"customer_id": cid, "day": today, "total_cny": books[cid].total_cny}
-                for cid in sorted(touched)
-            ],
+        await ledger.flush(
+            store.accounts_upsert(list(accounts.values())),
+            store.closing_upsert(
+                [
+                    {"customer_id": cid, "day": today, "total_cny": books[cid].total_cny}
+                    for cid in sorted(touched)
+                ]
+            ),
         )
-        await ledger.flush()
 
 
 async def end_grace(tx: Tx, due: list[DueTimer]) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.domain import AccountBalance, CustomerBook, TierPolicy
-from shared.bulk import any_of, bulk_copy, bulk_insert
+from shared.bulk import Upsert, any_of, bulk_copy, bulk_upserts
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -199,8 +199,8 @@ async def customers_after(session: AsyncSession, after: str, limit: int) -> list
     return list(rows)
 
 
-async def save_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert changed accounts in one statement."""
+def accounts_upsert(rows: Sequence[dict[str, Any]]) -> Upsert:
+    """Changed accounts, for `save`."""
     columns = (
         "customer_id",
         "currency",
@@ -210,8 +210,7 @@ async def save_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
         "as_of",
         "txn_id",
     )
-    await bulk_insert(
-        session,
+    return Upsert(
         accounts,
         rows,
         conflict=("account_id",),
@@ -220,17 +219,14 @@ async def save_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     )
 
 
-async def save_closing(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert today's closing totals in one statement."""
-    await bulk_insert(
-        session, daily_totals, rows, conflict=("customer_id", "day"), update=("total_cny",)
-    )
+def closing_upsert(rows: Sequence[dict[str, Any]]) -> Upsert:
+    """Today's closing totals, for `save`."""
+    return Upsert(daily_totals, rows, conflict=("customer_id", "day"), update=("total_cny",))
 
 
-async def save_tiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert the customers' current tiers in one statement."""
-    await bulk_insert(
-        session,
+def tiers_upsert(rows: Sequence[dict[str, Any]]) -> Upsert:
+    """The customers' current tiers, for `save`."""
+    return Upsert(
         customer_tiers,
         rows,
         conflict=("customer_id",),
@@ -248,6 +244,14 @@ async def save_tiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
             "THEN customer_tiers.since ELSE excluded.since END"
         },
     )
+
+
+async def save(session: AsyncSession, *writes: Upsert) -> None:
+    """Accounts, closing totals and tiers in one statement: one round trip instead of three.
+    At 500 postings/s (batches of about 6) a round trip of the batch's transaction took 1.5
+    to 2.3 ms on average, the inbox claim 4.8, while the process used 0.2 of a core: a
+    batch waited about 20 ms in its transaction, mostly for its round trips."""
+    await bulk_upserts(session, writes)
 
 
 async def append_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

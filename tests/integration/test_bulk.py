@@ -20,13 +20,14 @@ from sqlalchemy import (
     Numeric,
     Table,
     Text,
+    event,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_insert, bulk_update
+from shared.bulk import Upsert, bulk_insert, bulk_update, bulk_upserts
 from shared.db import create_engine, session_factory
 from shared.testing.infra import Infrastructure
 
@@ -45,6 +46,14 @@ things = Table(
     Column("key", LargeBinary, nullable=True),
     Column("doc", JSONB, nullable=True),
     Column("tags", ARRAY(Text), nullable=True),
+)
+
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("edits", BigInteger, nullable=False),
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -189,3 +198,46 @@ async def test_bulk_update_sets_each_row_from_its_own_values(session: AsyncSessi
         "T2": (Decimal("2.20"), [], None),
         "T3": (Decimal("3.00"), None, None),  # not in the update: untouched
     }
+
+
+async def test_upserts_of_several_tables_in_one_statement(session: AsyncSession) -> None:
+    await bulk_insert(session, things, [row(1, amount=Decimal("1.00"), count=1)])
+    await bulk_insert(session, notes, [{"id": "N1", "body": "old", "edits": 1}])
+    statements: list[str] = []
+    sync = (await session.connection()).sync_connection
+    assert sync is not None
+    event.listen(sync, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    await bulk_upserts(
+        session,
+        [
+            Upsert(
+                things,
+                [row(1, amount=Decimal("1.50"), count=9), row(2, amount=Decimal("2.00"))],
+                conflict=("id",),
+                update=("amount",),
+            ),
+            Upsert(notes, []),  # nothing to write: left out
+            Upsert(
+                notes,
+                [{"id": "N1", "body": "new", "edits": 0}, {"id": "N2", "body": "b", "edits": 0}],
+                conflict=("id",),
+                update=("body",),
+                update_sql={"edits": "notes.edits + 1"},
+            ),
+        ],
+    )
+
+    assert len(statements) == 1 and statements[0].startswith("WITH w0 AS (INSERT INTO things")
+    got = {r.id: (r.amount, r.count) for r in (await session.execute(select(things))).all()}
+    assert got == {"T1": (Decimal("1.50"), 1), "T2": (Decimal("2.00"), None)}
+    body = {r.id: (r.body, r.edits) for r in (await session.execute(select(notes))).all()}
+    assert body == {"N1": ("new", 2), "N2": ("b", 0)}
+
+
+async def test_upserts_of_one_table_or_none(session: AsyncSession) -> None:
+    await bulk_upserts(session, [])
+    await bulk_upserts(session, [Upsert(notes, [])])
+    await bulk_upserts(session, [Upsert(notes, [{"id": "N1", "body": "a", "edits": 0}])])
+
+    assert (await session.execute(select(notes.c.id))).scalars().all() == ["N1"]
