@@ -257,10 +257,11 @@ def tiers_upsert(rows: Sequence[dict[str, Any]]) -> Upsert:
 
 
 async def save(session: AsyncSession, *writes: Upsert) -> None:
-    """Accounts, closing totals and tiers in one statement: one round trip instead of three.
-    At 500 postings/s (batches of about 6) a round trip of the batch's transaction took 1.5
-    to 2.3 ms on average, the inbox claim 4.8, while the process used 0.2 of a core: a
-    batch waited about 20 ms in its transaction, mostly for its round trips."""
+    """A batch's writes (accounts, closing totals, tiers) in one statement: one round trip
+    instead of three. At 500 postings/s (batches of about 6) a round trip of the batch's
+    transaction took 1.5 to 2.3 ms on average, the inbox claim 4.8, while the process used
+    0.2 of a core: a batch waited about 20 ms in its transaction, mostly for its round
+    trips."""
     await bulk_upserts(session, writes)
 
 
