@@ -49,17 +49,12 @@ def _recordset(table: Table, columns: tuple[str, ...], param: str = "rows") -> s
 
 
 @cache
-def _statement(
-    table: Table,
-    columns: tuple[str, ...],
-    conflict: tuple[str, ...] | None,
-    update: tuple[tuple[str, str], ...] | None,
-    update_where: str | None,
-    returning: tuple[str, ...],
-) -> TextClause:
-    return text(_insert_sql(table, columns, conflict, update, update_where, returning))
+def _text(sql: str) -> TextClause:
+    """One statement object per text: SQLAlchemy caches its compiled form on it."""
+    return text(sql)
 
 
+@cache
 def _insert_sql(
     table: Table,
     columns: tuple[str, ...],
@@ -136,13 +131,15 @@ async def bulk_insert(
     if not rows:
         return []
     columns = tuple(rows[0])
-    stmt = _statement(
-        table,
-        columns,
-        tuple(conflict) if conflict is not None else None,
-        _assignments(update, update_sql),
-        update_where,
-        tuple(returning),
+    stmt = _text(
+        _insert_sql(
+            table,
+            columns,
+            tuple(conflict) if conflict is not None else None,
+            _assignments(update, update_sql),
+            update_where,
+            tuple(returning),
+        )
     )
     result = await session.execute(stmt, {"rows": _rows_json(table, columns, rows)})
     return list(result.all()) if returning else []

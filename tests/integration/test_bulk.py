@@ -1,4 +1,5 @@
-"""`bulk_insert` on a real Postgres: every kind of value arrives exactly as it was sent."""
+"""`bulk_insert`, `bulk_update` and `bulk_upserts` on a real Postgres: every kind of value
+arrives exactly as it was sent."""
 
 from __future__ import annotations
 
