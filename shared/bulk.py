@@ -50,7 +50,7 @@ def _recordset(table: Table, columns: tuple[str, ...], param: str = "rows") -> s
 
 @cache
 def _text(sql: str) -> TextClause:
-    """One statement object per text: SQLAlchemy caches its compiled form on it."""
+    """One statement object per text (`text()` parses the bind parameters as it is built)."""
     return text(sql)
 
 
