@@ -67,10 +67,17 @@ async def test_sigkill_mid_stream_then_restart_yields_exactly_the_expected_chang
     second = ServiceProcess("tiering", env, tmp_path / "second.log")
     try:
         await first.wait_ready()
-        for event in events:
-            await publish(kafka_producer, BALANCE_CHANGED, event)
 
-        # Kill once some, but not all, changes are out.
+        async def stream() -> None:
+            # Paced (about 5 s in all): published at once, the postings were all processed
+            # before the first look at the outbox once a batch took fewer round trips.
+            for event in events:
+                await publish(kafka_producer, BALANCE_CHANGED, event)
+                await asyncio.sleep(0.01)
+
+        publishing = asyncio.create_task(stream())
+
+        # Kill once some, but not all, changes are out: mid-stream, postings still arriving.
         async def written() -> int:
             return len(await emitted_ids(infra.database_url, schema, TIER_CHANGED))
 
@@ -78,6 +85,7 @@ async def test_sigkill_mid_stream_then_restart_yields_exactly_the_expected_chang
         first.kill()
         seen_at_kill = await written()
         assert seen_at_kill < wanted, "the kill came too late to test anything"
+        await publishing
 
         second.start()
         await second.wait_ready()
