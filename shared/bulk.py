@@ -63,10 +63,13 @@ def _insert_sql(
     update_where: str | None,
     returning: tuple[str, ...],
     param: str = "rows",
+    computed: tuple[tuple[str, str], ...] = (),
 ) -> str:
     names = ", ".join(f'"{c}"' for c in columns)
+    targets = "".join(f', "{c}"' for c, _ in computed)
+    values = "".join(f", {expr}" for _, expr in computed)
     recordset = _recordset(table, columns, param)
-    sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {recordset}"
+    sql = f"INSERT INTO {table.name} ({names}{targets}) SELECT {names}{values} FROM {recordset}"
     if conflict is not None:
         target = f"({', '.join(conflict)})"
         if update:
@@ -120,6 +123,7 @@ async def bulk_insert(
     update_sql: Mapping[str, str] | None = None,
     update_where: str | None = None,
     returning: Sequence[str] = (),
+    computed: Mapping[str, str] | None = None,
 ) -> list[Any]:
     """Insert `rows` (all with the same keys) in one statement; upsert when `conflict` is given.
 
@@ -127,6 +131,8 @@ async def bulk_insert(
     `update_sql` gives other assignments as SQL (e.g. a CASE keeping an old value);
     `update_where` (SQL) limits the update to the conflicting rows it holds for.
     Without `update`/`update_sql`, conflicting rows are skipped. Returns RETURNING rows.
+    `computed` gives further columns as SQL over the proposed row `r` (e.g. a lookup in
+    another table), computed in the same statement.
     """
     if not rows:
         return []
@@ -139,6 +145,7 @@ async def bulk_insert(
             _assignments(update, update_sql),
             update_where,
             tuple(returning),
+            computed=tuple((computed or {}).items()),
         )
     )
     result = await session.execute(stmt, {"rows": _rows_json(table, columns, rows)})

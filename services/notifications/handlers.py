@@ -161,7 +161,6 @@ async def record_notifications(tx: Tx, events: list[Envelope[Any]]) -> None:
 
     breaches = [e.data for e in events if isinstance(e.data, SlaBreached)]
     escalation = await load_escalation(tx, breaches)
-    categories = {k: r.category for k, r in (await store.all_templates(tx.session)).items()}
     rows: list[dict[str, Any]] = []
     causes: dict[str, Envelope[Any]] = {}
     for event in events:
@@ -188,7 +187,6 @@ async def record_notifications(tx: Tx, events: list[Envelope[Any]]) -> None:
                     "recipient_id": intent.recipient_id,
                     "template": intent.template,
                     "customer_id": intent.customer_id,
-                    "category": categories.get(intent.template, "service"),
                     "urgent": intent.urgent,
                     "variables": intent.variables,
                     "status": "queued",

@@ -250,24 +250,37 @@ async def customers_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str
     return {r.customer_id: r for r in rows}
 
 
-async def staff_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, Any]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    rows = await session.execute(select(staff).where(staff.c.employee_id == _any_of(wanted)))
-    return {r.employee_id: r for r in rows}
+_CONTACT = "name, mobile, wechat_openid, language, preferred_channel"
+_CONTACTS = text(
+    "WITH c AS (SELECT * FROM customers WHERE customer_id = ANY(CAST(:customers AS TEXT[]))) "
+    f"SELECT 'customer' AS kind, customer_id AS id, {_CONTACT}, service_consent, "
+    "marketing_consent, quiet_start, quiet_end, relationship_manager_id FROM c "
+    f"UNION ALL SELECT 'employee', employee_id, {_CONTACT}, NULL, NULL, NULL, NULL, NULL "
+    "FROM staff WHERE employee_id = ANY(CAST(:employees AS TEXT[]) || ARRAY("
+    "SELECT relationship_manager_id FROM c WHERE relationship_manager_id IS NOT NULL)) "
+    f"UNION ALL SELECT 'department', department, {_CONTACT}, NULL, NULL, NULL, NULL, NULL "
+    "FROM duty_contacts WHERE department = ANY(CAST(:departments AS TEXT[]))"
+)
 
 
-async def duty_contacts_by_department(
-    session: AsyncSession, departments: Iterable[str]
-) -> dict[str, Any]:
-    wanted = set(departments)
-    if not wanted:
-        return {}
+async def contacts(
+    session: AsyncSession,
+    customer_ids: Iterable[str],
+    employee_ids: Iterable[str],
+    departments: Iterable[str],
+) -> dict[tuple[str, str], Any]:
+    """Contact rows by (kind, id) in one round trip: the customers, the employees and the
+    relationship managers of those customers (kind `employee`), and the departments' duty
+    contacts. Customer rows also carry consents, quiet hours and relationship manager."""
     rows = await session.execute(
-        select(duty_contacts).where(duty_contacts.c.department == _any_of(wanted))
+        _CONTACTS,
+        {
+            "customers": sorted(set(customer_ids)),
+            "employees": sorted(set(employee_ids)),
+            "departments": sorted(set(departments)),
+        },
     )
-    return {r.department: r for r in rows}
+    return {(r.kind, r.id): r for r in rows}
 
 
 async def staff_with_roles(session: AsyncSession, roles: Sequence[str]) -> Sequence[Any]:
@@ -276,10 +289,6 @@ async def staff_with_roles(session: AsyncSession, roles: Sequence[str]) -> Seque
 
 
 # --- templates -------------------------------------------------------------------------
-
-
-async def all_templates(session: AsyncSession) -> dict[str, Any]:
-    return {r.key: r for r in await session.execute(select(templates))}
 
 
 async def template(session: AsyncSession, key: str) -> Any:
@@ -312,9 +321,15 @@ _ANNOUNCED = (
 )
 
 
+# A message's category is its template's, read in the inserting statement itself; a
+# template not on record sends as a service message.
+_CATEGORY = "coalesce((SELECT t.category FROM templates AS t WHERE t.key = r.template), 'service')"
+
+
 async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """Insert new notifications in one statement; the ones already recorded for (event,
-    recipient, template) are skipped. Returns the inserted rows' identifying columns."""
+    """Insert new notifications (without `category`: see `_CATEGORY`) in one statement; the
+    ones already recorded for (event, recipient, template) are skipped. Returns the inserted
+    rows' identifying columns."""
     if not rows:
         return []
     return await bulk_insert(
@@ -323,18 +338,25 @@ async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, A
         [row | {"variables": json_text(row["variables"])} for row in rows],
         conflict=("source_event_id", "recipient_kind", "recipient_id", "template"),
         returning=_ANNOUNCED,
+        computed={"category": _CATEGORY},
     )
 
 
 async def lock_notifications(session: AsyncSession, ids: Sequence[str]) -> list[Any]:
-    """The queued notifications among `ids`, locked for this delivery round."""
+    """The queued notifications among `ids`, locked for this delivery round, each with its
+    template as it stands (`template_bodies`, `template_wechat_id`; None when not on record)."""
     if not ids:
         return []
     rows = await session.execute(
-        select(notifications)
+        select(
+            notifications,
+            templates.c.bodies.label("template_bodies"),
+            templates.c.wechat_template_id.label("template_wechat_id"),
+        )
+        .outerjoin(templates, templates.c.key == notifications.c.template)
         .where(notifications.c.notification_id == _any_of(ids), notifications.c.status == "queued")
         .order_by(notifications.c.created_at)
-        .with_for_update()
+        .with_for_update(of=notifications)
     )
     return list(rows.all())
 

@@ -168,6 +168,23 @@ async def test_skipping_conflicts_returns_only_the_new_rows(session: AsyncSessio
     assert [r.id for r in returned] == ["T2"]
 
 
+async def test_computed_columns_are_sql_over_the_proposed_row(session: AsyncSession) -> None:
+    await bulk_insert(session, notes, [{"id": "T1", "body": "looked up", "edits": 3}])
+
+    await bulk_insert(
+        session,
+        things,
+        [{"id": "T1", "amount": Decimal("1.00")}, {"id": "T2", "amount": Decimal("2.00")}],
+        computed={
+            "count": "coalesce((SELECT n.edits FROM notes AS n WHERE n.id = r.id), -1)",
+            "flag": "r.amount > 1",
+        },
+    )
+
+    got = (await session.execute(select(things.c.id, things.c.count, things.c.flag))).all()
+    assert sorted(got) == [("T1", 3, False), ("T2", -1, True)]
+
+
 async def test_rows_may_be_any_mapping(session: AsyncSession) -> None:
     # Without a json column among the keys, the rows reach the encoder as they are.
     await bulk_insert(session, things, [MappingProxyType({"id": "T1", "amount": Decimal("4.20")})])
