@@ -36,7 +36,7 @@ TOPICS = (
 
 def providers(rt: Runtime, settings: NotificationsSettings) -> dict[str, Provider]:
     """The provider behind each channel, as configured (sandbox in dev by default)."""
-    sandbox = Sandbox(rt.sessions, rt.clock)
+    sandbox = Sandbox(rt.engine, rt.clock)
     timeout = settings.notifications_provider_timeout_seconds
     sms: Provider = sandbox
     if settings.notifications_sms_provider == "http":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.notifications import store
 from services.notifications.domain import AttemptResult
@@ -280,14 +280,14 @@ class WeChatOfficialAccount:
 class Sandbox:
     """Dev default: 'delivers' by recording messages in the schema (sandbox_messages).
 
-    Like a real provider it commits on its own, outside the delivery transaction; a batch
-    is recorded in one statement and one transaction.
+    Like a real provider it commits on its own, outside the delivery transaction: a batch
+    is recorded by one statement in autocommit (no BEGIN and COMMIT round trips).
     """
 
     name = "sandbox"
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
         self._clock = clock
 
     async def send(self, client: httpx.AsyncClient, message: OutgoingMessage) -> AttemptResult:
@@ -298,7 +298,8 @@ class Sandbox:
         accepted = [m for m in messages if self._refusal(m) is None]
         if accepted:
             delivered_at = self._clock.now()
-            async with self._sessions() as session, session.begin():
+            async with AsyncSession(self._engine) as session:
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                 await store.record_sandbox_messages(
                     session,
                     [

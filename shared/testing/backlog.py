@@ -24,7 +24,7 @@ def consumer_groups(spec: ServiceSpec, settings: StewardSettings) -> dict[str, t
     """Consumer group → topics of a service instance, learnt without starting or connecting
     anything: wiring only reads settings and builds handlers."""
     runtime = SimpleNamespace(
-        settings=settings, state={}, sessions=None, uow=None, clock=DevClock()
+        settings=settings, state={}, engine=None, sessions=None, uow=None, clock=DevClock()
     )
     wiring = spec.wire(runtime)  # type: ignore[arg-type]
     schema = spec.schema(settings)
