@@ -161,7 +161,7 @@ def _assignments(
 
 @dataclass(frozen=True)
 class Upsert:
-    """One table's share of `bulk_upserts`: `bulk_insert`'s arguments, without RETURNING."""
+    """One table's share of `bulk_writes`: `bulk_insert`'s arguments, without RETURNING."""
 
     table: Table
     rows: Sequence[Mapping[str, Any]]
@@ -172,6 +172,7 @@ class Upsert:
     def shape(self) -> tuple[Any, ...]:
         """What the statement text depends on (not the rows' values)."""
         return (
+            "insert",
             self.table,
             tuple(self.rows[0]),
             self.conflict,
@@ -179,28 +180,61 @@ class Upsert:
         )
 
 
-async def bulk_upserts(session: AsyncSession, writes: Sequence[Upsert]) -> None:
-    """Several tables' `bulk_insert`s in one statement, one round trip: each write but the
-    last runs as a data-modifying WITH query. Postgres runs every one to completion, all
-    against the same snapshot: a write cannot see another's rows, so the writes must be to
-    different tables and none may depend on another (no foreign key between them).
+@dataclass(frozen=True)
+class Update:
+    """One table's share of `bulk_writes`: `bulk_update`'s arguments."""
+
+    table: Table
+    key: str
+    rows: Sequence[Mapping[str, Any]]
+
+    def shape(self) -> tuple[Any, ...]:
+        return ("update", self.table, self.key, tuple(c for c in self.rows[0] if c != self.key))
+
+
+Write = Upsert | Update
+
+
+async def bulk_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
+    """Several `bulk_insert`s and `bulk_update`s in one statement, one round trip: each
+    write but the last runs as a data-modifying WITH query. Postgres runs every one to
+    completion, all against the same snapshot: a write cannot see another's rows, so no
+    two writes may touch the same row and none may depend on what another writes (foreign
+    keys are checked at the statement's end, so a row may refer to one that existed before).
     Writes without rows are left out."""
     present = [w for w in writes if w.rows]
     if not present:
         return
-    stmt = _upserts_statement(tuple(w.shape() for w in present))
+    shapes = tuple(w.shape() for w in present)
     await session.execute(
-        stmt,
-        {f"rows{n}": _rows_json(w.table, tuple(w.rows[0]), w.rows) for n, w in enumerate(present)},
+        _writes_statement(shapes),
+        {
+            f"rows{n}": _rows_json(w.table, _columns(shape), w.rows)
+            for n, (w, shape) in enumerate(zip(present, shapes, strict=True))
+        },
     )
 
 
+def _columns(shape: tuple[Any, ...]) -> tuple[str, ...]:
+    """The columns a write's rows carry, in the order its statement reads them."""
+    if shape[0] == "update":
+        _, _, key, columns = shape
+        return (key, *columns)
+    return tuple(shape[2])
+
+
 @cache
-def _upserts_statement(shapes: tuple[tuple[Any, ...], ...]) -> TextClause:
-    parts = [
-        _insert_sql(table, columns, conflict, assignments, None, (), param=f"rows{n}")
-        for n, (table, columns, conflict, assignments) in enumerate(shapes)
-    ]
+def _writes_statement(shapes: tuple[tuple[Any, ...], ...]) -> TextClause:
+    parts = []
+    for n, shape in enumerate(shapes):
+        if shape[0] == "update":
+            _, table, key, columns = shape
+            parts.append(_update_sql(table, key, columns, param=f"rows{n}"))
+        else:
+            _, table, columns, conflict, assignments = shape
+            parts.append(
+                _insert_sql(table, columns, conflict, assignments, None, (), param=f"rows{n}")
+            )
     *first, last = parts
     if not first:
         return text(last)
@@ -209,10 +243,10 @@ def _upserts_statement(shapes: tuple[tuple[Any, ...], ...]) -> TextClause:
 
 
 @cache
-def _update_statement(table: Table, key: str, columns: tuple[str, ...]) -> TextClause:
+def _update_sql(table: Table, key: str, columns: tuple[str, ...], param: str = "rows") -> str:
     sets = ", ".join(f'"{c}" = r."{c}"' for c in columns)
-    return text(
-        f"UPDATE {table.name} AS t SET {sets} FROM {_recordset(table, (key, *columns))} "
+    return (
+        f"UPDATE {table.name} AS t SET {sets} FROM {_recordset(table, (key, *columns), param)} "
         f'WHERE t."{key}" = r."{key}"'
     )
 
@@ -226,7 +260,7 @@ async def bulk_update(
         return
     columns = tuple(c for c in rows[0] if c != key)
     await session.execute(
-        _update_statement(table, key, columns),
+        _text(_update_sql(table, key, columns)),
         {"rows": _rows_json(table, (key, *columns), rows)},
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.bulk import any_of, bulk_copy, bulk_insert, json_text
+from shared.bulk import Write, any_of, bulk_copy, bulk_insert, bulk_writes, json_text
 from shared.clock import Clock
 from shared.contracts import Contract, Envelope
 from shared.messaging.outbox import Outbox
@@ -30,12 +30,18 @@ class Tx:
     outbox: Outbox
     earliest_due: datetime | None = field(default=None, init=False)  # of timers set here
     scheduled: set[tuple[str, str]] = field(default_factory=set, init=False)  # (kind, key)
+    deferred: list[Write] = field(default_factory=list, init=False)  # see write_at_commit
 
     def emit(
         self, topic: str, data: Contract, *, key: str, causation: Envelope[Any] | None = None
     ) -> str:
         """Queue an event; published by the relay after commit. Returns its event id."""
         return self.outbox.emit(topic, data, key=key, causation=causation)
+
+    def write_at_commit(self, *writes: Write) -> None:
+        """Queue writes that nothing in this transaction reads back: they run together, in
+        one statement (`bulk_writes`), just before the outbox and the commit."""
+        self.deferred.extend(writes)
 
     async def schedule(
         self, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None
@@ -141,6 +147,7 @@ class UnitOfWork:
                 session=session, now=now, outbox=Outbox(session, producer=self.service, now=now)
             )
             yield tx
+            await bulk_writes(session, tx.deferred)
             await tx.outbox.flush()
         if tx.earliest_due is not None:
             for watcher in self._timer_watchers:

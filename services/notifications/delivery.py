@@ -155,9 +155,7 @@ class _Writes:
         )
 
     async def flush(self, tx: Tx) -> None:
-        await store.record_attempts(tx.session, self.attempts)
-        await store.record_receipts(tx.session, self.receipts)
-        await store.update_notifications(tx.session, self.states)
+        tx.write_at_commit(*store.delivery_writes(self.attempts, self.receipts, self.states))
         await tx.schedule_many(DELIVER, self.timers)
 
 

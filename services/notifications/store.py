@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_copy, bulk_insert, bulk_update, json_text
+from shared.bulk import Update, Upsert, Write, bulk_copy, bulk_insert, json_text
 
 metadata = MetaData()
 
@@ -361,22 +361,22 @@ async def lock_notifications(session: AsyncSession, ids: Sequence[str]) -> list[
     return list(rows.all())
 
 
-async def update_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Write each notification's new state: one statement per distinct column set, for all
-    its rows at once. A notification appears at most once in `rows`."""
+def delivery_writes(
+    attempted: Sequence[dict[str, Any]],
+    receipted: Sequence[dict[str, Any]],
+    states: Sequence[dict[str, Any]],
+) -> list[Write]:
+    """A delivery transaction's attempts, receipts and notifications' new states, as writes
+    for one statement at commit (`Tx.write_at_commit`). States are grouped by the columns
+    they set, one UPDATE per group; a notification appears at most once in `states`."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in states:
         groups.setdefault(tuple(row), []).append(row)
-    for group in groups.values():
-        await bulk_update(session, notifications, "notification_id", group)
-
-
-async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_copy(session, attempts, rows)
-
-
-async def record_receipts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_copy(session, receipts, [row | {"raw": json_text(row["raw"])} for row in rows])
+    return [
+        Upsert(attempts, attempted),
+        Upsert(receipts, [row | {"raw": json_text(row["raw"])} for row in receipted]),
+        *(Update(notifications, "notification_id", group) for group in groups.values()),
+    ]
 
 
 _TAKE_SLOTS = text(

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.domain import AccountBalance, CustomerBook, TierPolicy
-from shared.bulk import Upsert, any_of, bulk_copy, bulk_upserts
+from shared.bulk import Upsert, any_of, bulk_copy, bulk_writes
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -262,7 +262,7 @@ async def save(session: AsyncSession, *writes: Upsert) -> None:
     transaction took 1.5 to 2.3 ms on average, the inbox claim 4.8, while the process used
     0.2 of a core: a batch waited about 20 ms in its transaction, mostly for its round
     trips."""
-    await bulk_upserts(session, writes)
+    await bulk_writes(session, writes)
 
 
 async def append_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""`bulk_insert`, `bulk_update` and `bulk_upserts` on a real Postgres: every kind of value
+"""`bulk_insert`, `bulk_update` and `bulk_writes` on a real Postgres: every kind of value
 arrives exactly as it was sent."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import Upsert, bulk_insert, bulk_update, bulk_upserts
+from shared.bulk import Update, Upsert, bulk_insert, bulk_update, bulk_writes
 from shared.db import create_engine, session_factory
 from shared.testing.infra import Infrastructure
 
@@ -226,7 +226,7 @@ async def test_upserts_of_several_tables_in_one_statement(session: AsyncSession)
     assert sync is not None
     event.listen(sync, "before_cursor_execute", lambda *a: statements.append(a[2]))
 
-    await bulk_upserts(
+    await bulk_writes(
         session,
         [
             Upsert(
@@ -253,9 +253,25 @@ async def test_upserts_of_several_tables_in_one_statement(session: AsyncSession)
     assert body == {"N1": ("new", 2), "N2": ("b", 0)}
 
 
+async def test_inserts_and_updates_of_one_table_in_one_statement(session: AsyncSession) -> None:
+    await bulk_insert(session, notes, [{"id": "N1", "body": "old", "edits": 0}])
+
+    await bulk_writes(
+        session,
+        [
+            Update(notes, "id", [{"id": "N1", "body": "new", "edits": 1}]),
+            Upsert(notes, [{"id": "N2", "body": "added", "edits": 0}]),
+            Update(notes, "id", [{"id": "N0", "edits": 9}]),  # no such row: nothing to update
+        ],
+    )
+
+    got = (await session.execute(select(notes).order_by(notes.c.id))).all()
+    assert [tuple(r) for r in got] == [("N1", "new", 1), ("N2", "added", 0)]
+
+
 async def test_upserts_of_one_table_or_none(session: AsyncSession) -> None:
-    await bulk_upserts(session, [])
-    await bulk_upserts(session, [Upsert(notes, [])])
-    await bulk_upserts(session, [Upsert(notes, [{"id": "N1", "body": "a", "edits": 0}])])
+    await bulk_writes(session, [])
+    await bulk_writes(session, [Upsert(notes, [])])
+    await bulk_writes(session, [Upsert(notes, [{"id": "N1", "body": "a", "edits": 0}])])
 
     assert (await session.execute(select(notes.c.id))).scalars().all() == ["N1"]
