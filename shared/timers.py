@@ -209,11 +209,15 @@ class TimerWorker:
         also learns when the next pending timer falls due (`_sleep` waits for it)."""
         if not self._handlers:
             return 0
-        self._asleep_until = self._next_due = self._scheduled_since = None
+        self._asleep_until = self._next_due = None
         self._wake.clear()  # a wake-up for this look must not cut short a backoff after it
         try:
             async with self._uow() as tx:
                 await tx.session.execute(_BITMAP_SCANS_OFF)
+                # A timer committed before the claim runs is the claim's to find: only one
+                # committed from here on calls for another look. (In the notifications
+                # service at 500 postings/s, 699 of 1,457 looks in 60 s found nothing.)
+                self._scheduled_since = None
                 due = await self._claim(tx)
                 self._looked_at = tx.now
                 if len(due) < self._batch_size:
