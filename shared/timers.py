@@ -170,6 +170,7 @@ class TimerWorker:
         self._next_due: datetime | None = None  # of the pending timers, when it last looked
         self._looked_at: datetime | None = None  # the `now` of that look's claim
         self._scheduled_since: datetime | None = None  # earliest committed here since then
+        self._claimed: dict[tuple[str, str], datetime] = {}  # by the last look: due times
         self._asleep_until: datetime | None = None  # None while looking
         uow.on_timer_scheduled(self._scheduled)
 
@@ -197,8 +198,19 @@ class TimerWorker:
                 # another transaction of this process scheduled meanwhile ends the sleep.
                 await self._sleep()
 
-    def _scheduled(self, due_at: datetime) -> None:
-        """A transaction of this process committed a timer due at `due_at`."""
+    def _scheduled(self, scheduled: Mapping[tuple[str, str], datetime]) -> None:
+        """A transaction of this process committed these timers ((kind, key) → due time).
+
+        Those of other kinds, and those the last claim took already (its statement ran
+        after their commit, before the committing task got to tell), call for no look."""
+        fresh = [
+            due_at
+            for (kind, key), due_at in scheduled.items()
+            if kind in self._handlers and self._claimed.get((kind, key)) != due_at
+        ]
+        if not fresh:
+            return
+        due_at = min(fresh)
         if self._asleep_until is None:  # looking: the next sleep ends by then
             self._scheduled_since = _earliest(self._scheduled_since, due_at)
         elif due_at < self._asleep_until:
@@ -219,6 +231,7 @@ class TimerWorker:
                 # service at 500 postings/s, 699 of 1,457 looks in 60 s found nothing.)
                 self._scheduled_since = None
                 due = await self._claim(tx)
+                self._claimed = {(t.kind, t.key): t.due_at for t in due}
                 self._looked_at = tx.now
                 if len(due) < self._batch_size:
                     # Still in index order. Asked here, not by another look after the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,8 +28,8 @@ class Tx:
     session: AsyncSession
     now: datetime
     outbox: Outbox
-    earliest_due: datetime | None = field(default=None, init=False)  # of timers set here
-    scheduled: set[tuple[str, str]] = field(default_factory=set, init=False)  # (kind, key)
+    # (kind, key) → due time of each timer set here, as the last schedule of it said
+    scheduled: dict[tuple[str, str], datetime] = field(default_factory=dict, init=False)
     deferred: list[Write] = field(default_factory=list, init=False)  # see write_at_commit
 
     def emit(
@@ -74,16 +74,14 @@ class Tx:
     def _timer_rows(
         self, kind: str, items: Sequence[tuple[str, datetime, dict[str, Any] | None]]
     ) -> list[dict[str, Any]]:
-        """The rows to write, one per key; notes what the timer worker learns after the
-        commit (`earliest_due`) and which keys it must not mark fired (`scheduled`)."""
+        """The rows to write, one per key; notes them in `scheduled`: what the timer workers
+        of this process learn after the commit, and which keys they must not mark fired."""
         latest: dict[str, tuple[datetime, dict[str, Any] | None]] = {}
         for key, due_at, payload in items:
             if due_at.tzinfo is None:
                 raise ValueError("timers need a timezone-aware due time")
             latest[key] = (due_at, payload)  # the last schedule of a key wins, as one by one
-            if self.earliest_due is None or due_at < self.earliest_due:
-                self.earliest_due = due_at
-        self.scheduled.update((kind, key) for key in latest)
+        self.scheduled.update(((kind, key), due_at) for key, (due_at, _) in latest.items())
         return [
             {"kind": kind, "key": key, "due_at": due_at, "payload": json_text(payload or {})}
             for key, (due_at, payload) in latest.items()
@@ -132,11 +130,14 @@ class UnitOfWork:
         self.sessions = sessions
         self.clock = clock
         self.service = service
-        self._timer_watchers: list[Callable[[datetime], None]] = []
+        self._timer_watchers: list[Callable[[Mapping[tuple[str, str], datetime]], None]] = []
 
-    def on_timer_scheduled(self, watcher: Callable[[datetime], None]) -> None:
-        """Call `watcher(due_at)` after each commit that scheduled timers, with the earliest
-        (a timer worker of this process wakes for it instead of at its next poll)."""
+    def on_timer_scheduled(
+        self, watcher: Callable[[Mapping[tuple[str, str], datetime]], None]
+    ) -> None:
+        """Call `watcher(scheduled)` after each commit that scheduled timers, with their
+        due times by (kind, key) (a timer worker of this process wakes for them instead
+        of at its next poll)."""
         self._timer_watchers.append(watcher)
 
     @asynccontextmanager
@@ -149,6 +150,6 @@ class UnitOfWork:
             yield tx
             await bulk_writes(session, tx.deferred)
             await tx.outbox.flush()
-        if tx.earliest_due is not None:
+        if tx.scheduled:
             for watcher in self._timer_watchers:
-                watcher(tx.earliest_due)
+                watcher(tx.scheduled)

@@ -124,7 +124,11 @@ async def test_new_timers_copied_in_fire_as_scheduled_ones_and_an_old_key_is_ref
         await tx.schedule_new(
             "probe", [("new-1", due, {"n": 1}), ("new-2", due, None), ("new-1", due, {"n": 2})]
         )
-        assert tx.earliest_due == due
+        assert tx.scheduled == {
+            ("probe", "old"): due + timedelta(days=1),
+            ("probe", "new-1"): due,
+            ("probe", "new-2"): due,
+        }
     async with sessions() as session:
         rows = dict((await session.execute(select(timers.c.key, timers.c.payload))).all())
     assert rows == {"old": {}, "new-1": {"n": 2}, "new-2": {}}  # the last schedule of a key wins
@@ -216,6 +220,52 @@ async def test_a_timer_committed_while_the_worker_looks_fires_without_a_wait(
         w.stop()
         await task
     assert committed and await count_fired(sessions) == (1, 1)
+
+
+async def test_a_late_notice_of_a_timer_the_last_claim_took_calls_for_no_look(
+    timer_schema, monkeypatch
+):
+    """The task that commits a timer tells the workers once its commit has returned; the
+    worker's claim may have run in between and taken the timer. That notice calls for no
+    look (in the notifications service such looks were up to half of all, each finding
+    nothing); a notice of a timer it has not taken does."""
+    sessions = timer_schema
+    clock = DevClock()
+    w = TimerWorker(
+        service="late",
+        uow=UnitOfWork(sessions, clock, "probe"),
+        clock=clock,
+        handlers={"probe": record_fired},
+        poll_interval=600,
+    )
+    claims = 0
+    claim = w._claim
+
+    async def counted(tx, **kwargs):
+        nonlocal claims
+        claims += 1
+        return await claim(tx, **kwargs)
+
+    async def looks() -> int:
+        return claims
+
+    monkeypatch.setattr(w, "_claim", counted)
+    async with UnitOfWork(sessions, clock, "probe")() as tx:  # tells no worker yet
+        await tx.schedule("probe", "told-late", tx.now)
+    notice = dict(tx.scheduled)
+    task = asyncio.create_task(w.run())
+    try:
+        await eventually(lambda: count_fired(sessions), lambda n: n[0] >= 1, timeout=10)
+        await asyncio.sleep(0.2)  # asleep: nothing pending, the next poll in ten minutes
+        looked = claims
+        w._scheduled(notice)  # the commit's notice, after the claim took its timer
+        await asyncio.sleep(0.3)
+        assert claims == looked
+        w._scheduled({("probe", "not-taken"): clock.now()})
+        await eventually(looks, lambda n: n > looked, timeout=5)
+    finally:
+        w.stop()
+        await task
 
 
 async def test_a_worker_woken_as_the_database_goes_down_backs_off(timer_schema):
