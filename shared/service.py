@@ -21,7 +21,7 @@ from shared.messaging.consumer import ConsumerRunner, Subscription
 from shared.messaging.producer import Producer
 from shared.messaging.relay import OutboxRelay
 from shared.settings import StewardSettings
-from shared.timers import TimerHandler, TimerWorker
+from shared.timers import TimerCrew, TimerHandler, TimerWorker
 from shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -101,9 +101,14 @@ class Runtime:
             for sub in wiring.subscriptions
             for member in range(settings.consumer_concurrency)
         ]
+        crew = TimerCrew(self.uow)
         self.timers = [
             TimerWorker(
-                service=spec.name, uow=self.uow, clock=self.clock, handlers=wiring.timer_handlers
+                service=spec.name,
+                uow=self.uow,
+                clock=self.clock,
+                handlers=wiring.timer_handlers,
+                crew=crew,
             )
             for _ in range(settings.timer_concurrency)
         ]

@@ -144,8 +144,41 @@ POLL_SECONDS = 1.0
 _HELD_ELSEWHERE = timedelta(seconds=0.1)
 
 
+class TimerCrew:
+    """The timer workers of one process, told of the timers each commit of the process
+    scheduled: the notice wakes one of them, and none for a timer a claim took already."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.workers: list[TimerWorker] = []
+        uow.on_timer_scheduled(self)
+
+    def __call__(self, scheduled: Mapping[tuple[str, str], datetime]) -> None:
+        """`scheduled`: (kind, key) → due time. The task that committed them tells once
+        its commit has returned; a worker's claim may have run in between and taken them.
+        (In the notifications service, with two workers, every notice woke both: half of
+        all looks found nothing.)"""
+        claimed = {k: d for w in self.workers for k, d in w._claimed.items()}
+        fresh = [
+            due_at
+            for (kind, key), due_at in scheduled.items()
+            if any(kind in w._handlers for w in self.workers) and claimed.get((kind, key)) != due_at
+        ]
+        if not fresh:
+            return
+        due_at = min(fresh)
+        asleep = [(w._asleep_until, n) for n, w in enumerate(self.workers) if w._asleep_until]
+        if asleep:  # the one waking first sees to it, woken now if it would wake too late
+            until, first = min(asleep)
+            if due_at < until:
+                self.workers[first]._wake.set()
+            return
+        for worker in self.workers:  # all looking: whichever is done first looks again
+            worker._scheduled_since = _earliest(worker._scheduled_since, due_at)
+
+
 class TimerWorker:
-    """Fires due timers of the kinds it has handlers for."""
+    """Fires due timers of the kinds it has handlers for. Workers sharing a `crew` (those
+    of one process) share the notices of its commits; by default a worker is alone."""
 
     def __init__(
         self,
@@ -157,6 +190,7 @@ class TimerWorker:
         batch_size: int = 500,
         poll_interval: float = POLL_SECONDS,
         max_attempts: int = 5,
+        crew: TimerCrew | None = None,
     ) -> None:
         self.service = service
         self._uow = uow
@@ -172,7 +206,8 @@ class TimerWorker:
         self._scheduled_since: datetime | None = None  # earliest committed here since then
         self._claimed: dict[tuple[str, str], datetime] = {}  # by the last look: due times
         self._asleep_until: datetime | None = None  # None while looking
-        uow.on_timer_scheduled(self._scheduled)
+        self.crew = crew or TimerCrew(uow)
+        self.crew.workers.append(self)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -197,24 +232,6 @@ class TimerWorker:
                 # next timer falls due. A timer a handler put back (a bounded round) or
                 # another transaction of this process scheduled meanwhile ends the sleep.
                 await self._sleep()
-
-    def _scheduled(self, scheduled: Mapping[tuple[str, str], datetime]) -> None:
-        """A transaction of this process committed these timers ((kind, key) → due time).
-
-        Those of other kinds, and those the last claim took already (its statement ran
-        after their commit, before the committing task got to tell), call for no look."""
-        fresh = [
-            due_at
-            for (kind, key), due_at in scheduled.items()
-            if kind in self._handlers and self._claimed.get((kind, key)) != due_at
-        ]
-        if not fresh:
-            return
-        due_at = min(fresh)
-        if self._asleep_until is None:  # looking: the next sleep ends by then
-            self._scheduled_since = _earliest(self._scheduled_since, due_at)
-        elif due_at < self._asleep_until:
-            self._wake.set()
 
     async def fire_due(self) -> int:
         """Fire one batch of due timers; returns how many were claimed. A partial claim

@@ -13,7 +13,7 @@ from shared.clock import DevClock
 from shared.db import create_engine, session_factory
 from shared.tables import timers
 from shared.testing.waiting import eventually
-from shared.timers import DueTimer, TimerWorker, index_order, next_due
+from shared.timers import DueTimer, TimerCrew, TimerWorker, index_order, next_due
 from shared.unit_of_work import TimerMoves, Tx, UnitOfWork
 from tests.integration.conftest import make_probe_schema
 from tests.integration.probe import fired, record_fired
@@ -258,14 +258,55 @@ async def test_a_late_notice_of_a_timer_the_last_claim_took_calls_for_no_look(
         await eventually(lambda: count_fired(sessions), lambda n: n[0] >= 1, timeout=10)
         await asyncio.sleep(0.2)  # asleep: nothing pending, the next poll in ten minutes
         looked = claims
-        w._scheduled(notice)  # the commit's notice, after the claim took its timer
+        w.crew(notice)  # the commit's notice, after the claim took its timer
         await asyncio.sleep(0.3)
         assert claims == looked
-        w._scheduled({("probe", "not-taken"): clock.now()})
+        w.crew({("probe", "not-taken"): clock.now()})
         await eventually(looks, lambda n: n > looked, timeout=5)
     finally:
         w.stop()
         await task
+
+
+async def test_a_commit_wakes_one_worker_of_the_process_not_all(timer_schema, monkeypatch):
+    """Two workers of one process, both asleep: a timer the process commits wakes one of
+    them; the other, woken too, would only find it locked by the first."""
+    sessions = timer_schema
+    clock = DevClock()
+    uow = UnitOfWork(sessions, clock, "probe")
+    crew = TimerCrew(uow)
+    workers = [
+        TimerWorker(
+            service=f"crew-{n}",
+            uow=uow,
+            clock=clock,
+            handlers={"probe": record_fired},
+            poll_interval=600,
+            crew=crew,
+        )
+        for n in range(2)
+    ]
+    claims = [0, 0]
+    for n, w in enumerate(workers):
+
+        async def counted(tx, _n=n, _claim=w._claim, **kwargs):
+            claims[_n] += 1
+            return await _claim(tx, **kwargs)
+
+        monkeypatch.setattr(w, "_claim", counted)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await asyncio.sleep(0.3)  # each looked once, asleep
+        assert claims == [1, 1]
+        async with uow() as tx:
+            await tx.schedule("probe", "one-look", tx.now)
+        await eventually(lambda: count_fired(sessions), lambda n: n[0] >= 1, timeout=10)
+        await asyncio.sleep(0.3)
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+    assert sum(claims) == 3, claims
 
 
 async def test_a_worker_woken_as_the_database_goes_down_backs_off(timer_schema):
