@@ -149,6 +149,28 @@ async def test_relay_started_after_commit_publishes_what_was_committed(relay_sch
         await task
 
 
+async def test_a_relay_publishes_nothing_while_another_holds_the_schemas_lock(
+    relay_schema, tier_topic
+):
+    """One relay per schema at a time: a second relay's look (lock and first read in one
+    statement) publishes nothing while the lock is held, and all once it is free."""
+    customers = [f"L-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    async with relay_schema.uow() as tx:
+        for customer in customers:
+            tx.emit(TIER_CHANGED, tier_changed(customer, 1), key=customer)
+    relay = relay_schema.relay()
+    name = f"outbox.{relay_schema.schema}"
+    async with relay_schema.sessions() as other, other.begin():  # the other relay's hold
+        await other.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+        assert await relay.publish_batch() == 0
+        assert await relay_schema.unsent() == 3
+    assert await relay.publish_batch() == 3
+    wanted = {c.encode() for c in customers}
+    records = await tier_topic.wait_for(lambda r: r.key in wanted, count=3)
+    assert {r.key for r in records} == wanted
+    assert await relay_schema.unsent() == 0
+
+
 async def test_per_key_order_is_preserved(probe, tier_topic):
     # several events per transaction, interleaving keys
     customers = await emit_rounds(probe.runtime.uow, "K", rounds=60)
