@@ -227,10 +227,12 @@ class TimerWorker:
                 await self._wait(backoff_seconds(attempt))
                 attempt += 1
                 continue
-            if fired < self._batch_size:
-                # Only a partial claim waits: it took all that was due, and learnt when the
-                # next timer falls due. A timer a handler put back (a bounded round) or
-                # another transaction of this process scheduled meanwhile ends the sleep.
+            if fired == 0 or (fired < self._batch_size and not self._held_elsewhere()):
+                # A partial claim took all that was due and learnt when the next timer
+                # falls due: it waits for that, as an empty one does. A timer a handler put
+                # back (a bounded round) or another transaction of this process scheduled
+                # meanwhile ends the sleep. While another worker holds due timers (a mass
+                # of them falling due), a worker that found some looks again at once.
                 await self._sleep()
 
     async def fire_due(self) -> int:
@@ -337,14 +339,23 @@ class TimerWorker:
                 )
         log.error("timer %s/%s failed (attempt %d): %r", timer.kind, timer.key, attempts, exc)
 
+    def _held_elsewhere(self) -> bool:
+        """The next pending timer the last look found was due by then: another worker
+        holds it (a claim skips locked timers)."""
+        return (
+            self._next_due is not None
+            and self._looked_at is not None
+            and self._next_due <= self._looked_at
+        )
+
     async def _sleep(self) -> None:
         """Until the next known timer falls due (at most `poll_interval`), or one scheduled
         here since falls due sooner. A due timer another worker holds is retried soon."""
         now = self._clock.now()
         until = now + timedelta(seconds=self._poll_interval)
         if self._next_due is not None:
-            if self._looked_at is not None and self._next_due <= self._looked_at:
-                until = min(until, now + _HELD_ELSEWHERE)  # due, yet not claimed: held
+            if self._held_elsewhere():
+                until = min(until, now + _HELD_ELSEWHERE)
             else:
                 until = min(until, self._next_due)  # at once if it fell due during the batch
         if self._scheduled_since is not None:
