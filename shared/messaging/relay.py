@@ -70,6 +70,7 @@ class OutboxRelay:
         self._purge_interval = purge_interval
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._lock_and_first = self._lock_and_first_statement()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -119,19 +120,19 @@ class OutboxRelay:
             OUTBOX_PUBLISHED.labels(self.service, topic).inc(count)
         return published.total()
 
-    async def _lock_and_read(self, session: AsyncSession) -> tuple[bool, list[Any]]:
-        """Take the schema's relay lock and, if it is ours, read the first batch: one round
-        trip (the lock alone took 6.4 ms on average in the notifications service at 500
-        postings/s, as many as the read)."""
+    def _lock_and_first_statement(self) -> Select[Any]:
+        """The schema's relay lock and, if it is ours, the first batch, in one statement:
+        the lock alone took 6.4 ms on average in the notifications service at 500
+        postings/s, as long as the read. One row (locked, NULLs) when there is no batch."""
         lock = select(
             func.pg_try_advisory_xact_lock(func.hashtext(f"outbox.{self.schema}")).label("locked")
         ).subquery("l")
         unsent = self._unsent_query(0).where(lock.c.locked).lateral("o")
-        rows = (
-            await session.execute(
-                select(lock.c.locked, *unsent.c).select_from(lock.outerjoin(unsent, true()))
-            )
-        ).all()
+        return select(lock.c.locked, *unsent.c).select_from(lock.outerjoin(unsent, true()))
+
+    async def _lock_and_read(self, session: AsyncSession) -> tuple[bool, list[Any]]:
+        """Whether the lock is ours, and the first batch (see `_lock_and_first_statement`)."""
+        rows = (await session.execute(self._lock_and_first)).all()
         return bool(rows[0][0]), [row[1:] for row in rows if row[1] is not None]
 
     async def _publish_batches(
