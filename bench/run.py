@@ -210,15 +210,20 @@ async def tiering_throughput(
         await wait_until(svc.lag, lambda n: n == 0, timeout=timeout, every=0.25)
         await wait_until(progress, lambda p: p == (events, 0), timeout=timeout, every=0.25)
         async with svc.sessions() as session:
-            elapsed = await session.scalar(
-                select(
-                    func.extract(
-                        "epoch",
-                        select(func.max(outbox.c.sent_at)).scalar_subquery()
-                        - select(func.min(inbox.c.processed_at)).scalar_subquery(),
+            started = select(func.min(inbox.c.processed_at)).scalar_subquery()
+            elapsed, consumed = (
+                await session.execute(
+                    select(
+                        func.extract(
+                            "epoch", select(func.max(outbox.c.sent_at)).scalar_subquery() - started
+                        ),
+                        func.extract(
+                            "epoch",
+                            select(func.max(inbox.c.processed_at)).scalar_subquery() - started,
+                        ),
                     )
                 )
-            )
+            ).one()
             rows = await session.execute(
                 select(customer_tiers.c.customer_id, customer_tiers.c.tier)
             )
@@ -235,6 +240,8 @@ async def tiering_throughput(
         published == workload.tier_changes == history,
         f"(expected {workload.tier_changes}, published {published}, history {history})",
     )
+    report.add(f"  x{replicas} of which until every posting was processed", float(consumed), "s")
+    report.add(f"  x{replicas} all processed and published", float(elapsed), "s")
     return events / float(elapsed or "nan")
 
 
