@@ -10,7 +10,6 @@ from shared.logs import configure_logging
 from shared.service import ServiceSpec
 from shared.web.app import create_app
 
-
 # A young collection after every 20,000 new container objects, not 700. A batch of 1,000
 # events keeps tens of thousands of objects alive while it is processed: at 700 the
 # collector walked them again and again and pushed them into the older generations, whose
