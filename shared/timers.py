@@ -165,20 +165,19 @@ class TimerCrew:
         fresh = [
             due_at
             for (kind, key), due_at in scheduled.items()
-            if kind in self._kinds
-            and not any(w._claimed.get((kind, key)) == due_at for w in self.workers)
+            if kind in self._kinds and not any(w.took(kind, key, due_at) for w in self.workers)
         ]
         if not fresh:
             return
         due_at = min(fresh)
-        asleep = [(w._asleep_until, n) for n, w in enumerate(self.workers) if w._asleep_until]
+        asleep = [(w.asleep_until, n) for n, w in enumerate(self.workers) if w.asleep_until]
         if asleep:  # the one waking first sees to it, woken now if it would wake too late
             until, first = min(asleep)
             if due_at < until:
-                self.workers[first]._wake.set()
+                self.workers[first].wake()
             return
         for worker in self.workers:  # all looking: whichever is done first looks again
-            worker._scheduled_since = _earliest(worker._scheduled_since, due_at)
+            worker.look_again_by(due_at)
 
 
 class TimerWorker:
@@ -216,6 +215,23 @@ class TimerWorker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def asleep_until(self) -> datetime | None:
+        """When this worker looks next, while it sleeps; None while it looks."""
+        return self._asleep_until
+
+    def took(self, kind: str, key: str, due_at: datetime) -> bool:
+        """Did its last look claim this timer, due then?"""
+        return self._claimed.get((kind, key)) == due_at
+
+    def wake(self) -> None:
+        """Look now: a timer committed here falls due before the worker would wake."""
+        self._wake.set()
+
+    def look_again_by(self, due_at: datetime) -> None:
+        """A timer committed here while the worker looks: its next sleep ends by `due_at`."""
+        self._scheduled_since = _earliest(self._scheduled_since, due_at)
 
     async def run(self) -> None:
         """Fire due timers until stopped; waits out database outages."""
