@@ -11,6 +11,7 @@ from typing import Any
 
 from services.complaints import store
 from services.complaints.domain import (
+    TIMER_SLA,
     Complaint,
     ComplaintPolicy,
     Filing,
@@ -388,12 +389,18 @@ class FireSlaTimers:
             _emit_alert(tx, c, alert, breached)
         for (department, breached_clock, escalation), group in breached.items():
             _alert_ops(tx, department, breached_clock, escalation, group)
+        # Written at commit, in one statement with the fired marks: nothing here reads them
+        # back. Each clock's timer moves on to its next level (the timer worker leaves a
+        # timer scheduled again pending); one that fired its last level is marked fired.
         changed = {c.complaint_id: c for c in advanced.values()}
-        await store.save_fired(tx.session, list(changed.values()), tx.now)
-        # Each clock's timer moves on to its next level (the timer worker leaves a timer
-        # scheduled again pending); one that fired its last level is marked fired.
-        await apply_timers(
-            tx, [i for (_, clock), c in advanced.items() for i in c.sla_timers(clock, self.policy)]
+        tx.write_at_commit(store.fired_update(list(changed.values()), tx.now))
+        tx.schedule_at_commit(
+            TIMER_SLA,
+            [
+                (i.key, i.due_at, dict(i.payload))
+                for (_, clock), c in advanced.items()
+                for i in c.sla_timers(clock, self.policy)
+            ],
         )
 
 
@@ -486,4 +493,4 @@ async def fire_callback_timers(tx: Tx, due: list[DueTimer]) -> None:
             ),
             key=c.customer_id,
         )
-    await store.save_fired(tx.session, list(changed.values()), tx.now)
+    tx.write_at_commit(store.fired_update(list(changed.values()), tx.now))

@@ -23,6 +23,7 @@ from services.complaints.domain import Complaint
 from services.notifications.app import SPEC as NOTIFICATIONS
 from services.profile.app import SPEC as PROFILE
 from services.tiering.app import SPEC as TIERING
+from shared.bulk import bulk_writes
 from shared.db import asyncpg_dsn, create_engine, ensure_schema
 from shared.migrations import alembic_config, upgrade
 from shared.testing.infra import Infrastructure
@@ -194,7 +195,7 @@ async def test_complaints_whose_timers_fire_together_are_rewritten_in_place(infr
             loaded = await store.load_for_update(session, (c.complaint_id for c in filed))
             for complaint in loaded.values():
                 assert complaint.sla_due(now, "response", "breach_1", 0) is not None
-            await store.save_fired(session, list(loaded.values()), now)
+            await bulk_writes(session, [store.fired_update(list(loaded.values()), now)])
             updated, in_place = (
                 await session.execute(
                     text(

@@ -343,10 +343,36 @@ async def test_a_worker_woken_as_the_database_goes_down_backs_off(timer_schema):
     assert 1 <= attempts_while_down < 20  # a backoff of 0.2 s, doubling; without it, thousands
 
 
-async def test_a_handler_may_schedule_its_own_timer_again(timer_schema):
+async def test_timers_scheduled_at_commit_are_written_there_and_a_later_move_wins(timer_schema):
+    sessions = timer_schema
+    uow = UnitOfWork(sessions, DevClock(), "probe")
+    async with uow() as tx:
+        await tx.schedule("probe", "existing", tx.now)
+    async with uow() as tx:
+        later = tx.now + timedelta(hours=1)
+        keys = ("existing", "new", "then-cancelled", "then-scheduled")
+        tx.schedule_at_commit("probe", [(k, later, {"at": "commit"}) for k in keys])
+        await tx.cancel_many("probe", ["then-cancelled"])
+        await tx.schedule("probe", "then-scheduled", tx.now, {"at": "once"})
+        before_commit = set((await tx.session.scalars(select(timers.c.key))).all())
+    async with sessions() as session:
+        rows = (
+            await session.execute(select(timers.c.key, timers.c.due_at, timers.c.payload))
+        ).all()
+    assert before_commit == {"existing", "then-scheduled"}
+    assert {key: (due_at == later, payload) for key, due_at, payload in rows} == {
+        "existing": (True, {"at": "commit"}),
+        "new": (True, {"at": "commit"}),
+        "then-scheduled": (False, {"at": "once"}),
+    }
+
+
+@pytest.mark.parametrize("at_commit", [False, True])
+async def test_a_handler_may_schedule_its_own_timer_again(timer_schema, at_commit):
     """A recurring job reschedules the key it fires for; the worker's fired mark, written
     after the handlers, leaves that timer pending at its new time (it used to mark it
-    fired too, so the job never ran again)."""
+    fired too, so the job never ran again). Scheduled at commit, the move is written in
+    one statement with the fired marks."""
     sessions = timer_schema
     clock = DevClock()
     runs: list[str] = []
@@ -355,7 +381,11 @@ async def test_a_handler_may_schedule_its_own_timer_again(timer_schema):
         for timer in due:
             runs.append(timer.key)
             if len(runs) < 3:
-                await tx.schedule(timer.kind, timer.key, tx.now + timedelta(hours=1))
+                later = tx.now + timedelta(hours=1)
+                if at_commit:
+                    tx.schedule_at_commit(timer.kind, [(timer.key, later, None)])
+                else:
+                    await tx.schedule(timer.kind, timer.key, later)
 
     uow = UnitOfWork(sessions, clock, "probe")
     async with uow() as tx:

@@ -1,4 +1,4 @@
-"""`store.save_fired` writes only what a fired timer changes; this pins what that is."""
+"""`store.fired_update` writes only what a fired timer changes; this pins what that is."""
 
 from __future__ import annotations
 
