@@ -40,8 +40,12 @@ async def settled(svc: RunningService) -> None:
 
 
 async def emitted(svc: RunningService, topic: str, complaint_id: str) -> list[dict[str, Any]]:
-    """The `data` of every event the service wrote to `topic` about the complaint."""
+    """The `data` of every event the service wrote to `topic` about the complaint, in the
+    order written (a table read in physical order need not give it: marking a row sent
+    may move it)."""
     async with svc.runtime.sessions() as session:
-        rows = await session.scalars(select(outbox.c.value).where(outbox.c.topic == topic))
+        rows = await session.scalars(
+            select(outbox.c.value).where(outbox.c.topic == topic).order_by(outbox.c.id)
+        )
         found = [json.loads(value)["data"] for value in rows]
     return [d for d in found if d.get("complaint_id") == complaint_id]
