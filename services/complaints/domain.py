@@ -285,7 +285,7 @@ class Clock:
         after = max((LEVELS.index(level) for level in self.fired), default=-1) + 1
         return LEVELS[after] if after < len(LEVELS) else None
 
-    def timers(self, complaint_id: str, policy: ComplaintPolicy) -> list[ScheduleTimer]:
+    def timers(self, complaint_id: str, policy: ComplaintPolicy) -> list[TimerInstruction]:
         """The timer of the next level, at the current generation. When it fires, the same
         timer is moved on to the level after: a running clock holds one timer, written
         once at filing and cancelled alone when the clock is met."""
@@ -332,7 +332,7 @@ class Clock:
         self.paused_total += now - self.paused_since
         self.paused_since = None
         self.generation += 1
-        return [*self.timers(complaint_id, policy)]
+        return self.timers(complaint_id, policy)
 
     def rewindow(
         self, window: timedelta, complaint_id: str, policy: ComplaintPolicy
@@ -741,7 +741,7 @@ class Complaint:
             self.last_change = f"escalated_level_{escalation}"
         return SlaAlert(clock_name, level, due, escalation, max(now - due, timedelta(0)))
 
-    def sla_timers(self, clock_name: SlaClock, policy: ComplaintPolicy) -> list[ScheduleTimer]:
+    def sla_timers(self, clock_name: SlaClock, policy: ComplaintPolicy) -> list[TimerInstruction]:
         """The timer of the clock's next level, if it is running and has one."""
         return self._clock(clock_name).timers(self.complaint_id, policy)
 
@@ -812,10 +812,8 @@ def file_complaint(
             )
         ],
     )
-    instructions: list[TimerInstruction] = [
-        *complaint.response_clock.timers(complaint_id, policy),
-        *complaint.resolution_clock.timers(complaint_id, policy),
-    ]
+    instructions = complaint.response_clock.timers(complaint_id, policy)
+    instructions += complaint.resolution_clock.timers(complaint_id, policy)
     return complaint, instructions
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from services.complaints import store
 from services.complaints.domain import (
-    TIMER_SLA,
     Complaint,
     ComplaintPolicy,
     Filing,
@@ -107,20 +106,24 @@ def snapshot(c: Complaint, now: datetime) -> ComplaintUpdated:
 
 
 async def apply_timers(
-    tx: Tx, instructions: Sequence[TimerInstruction], *, new: bool = False
+    tx: Tx, instructions: Sequence[TimerInstruction], *, new: bool = False, at_commit: bool = False
 ) -> None:
     """Turn the domain's timer instructions into durable timers: each run of schedules, or
     of cancels, of one kind goes in one statement, and the runs keep their order. `new`:
-    the timers are of complaints filed in this transaction (see `Tx.schedule_new`)."""
+    the timers are of complaints filed in this transaction (see `Tx.schedule_new`).
+    `at_commit`: schedules are written with the commit (`Tx.schedule_at_commit`), for
+    timers the transaction does not read back."""
     for (_, kind), run in groupby(instructions, key=lambda i: (type(i), i.kind)):
         batch = list(run)
         schedules = [
             (i.key, i.due_at, dict(i.payload)) for i in batch if isinstance(i, ScheduleTimer)
         ]
-        if schedules:
-            await (tx.schedule_new if new else tx.schedule_many)(kind, schedules)
-        else:
+        if not schedules:
             await tx.cancel_many(kind, (i.key for i in batch))
+        elif at_commit:
+            tx.schedule_at_commit(kind, schedules)
+        else:
+            await (tx.schedule_new if new else tx.schedule_many)(kind, schedules)
 
 
 def publish(tx: Tx, c: Complaint, causation: Envelope[Any] | None = None) -> None:
@@ -394,13 +397,10 @@ class FireSlaTimers:
         # timer scheduled again pending); one that fired its last level is marked fired.
         changed = {c.complaint_id: c for c in advanced.values()}
         tx.write_at_commit(store.fired_update(list(changed.values()), tx.now))
-        tx.schedule_at_commit(
-            TIMER_SLA,
-            [
-                (i.key, i.due_at, dict(i.payload))
-                for (_, clock), c in advanced.items()
-                for i in c.sla_timers(clock, self.policy)
-            ],
+        await apply_timers(
+            tx,
+            [i for (_, clock), c in advanced.items() for i in c.sla_timers(clock, self.policy)],
+            at_commit=True,
         )
 
 

@@ -157,7 +157,7 @@ def fired_update(items: Sequence[Complaint], now: datetime) -> Update:
     `Tx.write_at_commit`: only the columns a firing changes (Complaint.sla_due,
     Complaint.callback_due; tests/unit/complaints/test_store_rows.py pins that it changes
     no other). Writing these 3 of 24 columns instead of upserting the whole row took a
-    batch of 500 breaches from 42 to 34 ms."""
+    batch of 500 breaches from 42 to 34 ms (measured when it was a statement of its own)."""
     return Update(
         complaints,
         "complaint_id",
