@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,8 +37,9 @@ from services.notifications.seed import load_seed
 from services.profile.app import SPEC as PROFILE
 from services.tiering.app import SPEC as TIERING
 from shared.contracts.topics import BALANCE_CHANGED, CUSTOMER_UPDATED, TIER_CHANGED
-from shared.tables import outbox, timers
+from shared.tables import timers
 from shared.testing.infra import Infrastructure
+from shared.testing.kafka import TopicWatcher, value_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PROBE_EVERY = 20  # 5% of the postings cross a tier bound
@@ -143,18 +144,29 @@ async def _delivered(notifications: Server, ids: list[str]) -> dict[str, datetim
 
 
 async def _hop_times(
-    tiering: Server, notifications: Server, ids: list[str], offset: float
+    infra: Infrastructure, notifications: Server, ids: list[str], offset: float
 ) -> dict[str, dict[str, datetime]]:
-    """Per probe: when tiering's transaction began, when the relay took the TierChanged,
-    when notifications recorded the message (its clock less `offset`)."""
-    keys = [c.encode() for c in ids]
-    async with tiering.sessions() as session:
-        rows = await session.execute(
-            select(outbox.c.key, func.max(outbox.c.created_at), func.max(outbox.c.sent_at))
-            .where(outbox.c.topic == TIER_CHANGED, outbox.c.key.in_(keys))
-            .group_by(outbox.c.key)
+    """Per probe: when tiering's transaction began (its TierChanged's occurred_at), when the
+    relay queued the TierChanged (the record's timestamp, to the millisecond), when
+    notifications recorded the message (its clock less `offset`). The relay deletes what
+    it published, so the TierChanged records are read back from the topic."""
+    keys = {c.encode() for c in ids}
+    watcher = await TopicWatcher(infra.bootstrap_servers, TIER_CHANGED).start(from_beginning=True)
+    try:  # each probe's initial tier, then its upgrade
+        records = await watcher.wait_for(lambda r: r.key in keys, count=2 * len(keys))
+    finally:
+        await watcher.stop()
+    last: dict[bytes, Any] = {}
+    for record in records:  # one partition per key: the higher offset is the upgrade
+        if record.key not in last or record.offset > last[record.key].offset:
+            last[record.key] = record
+    tiered = {
+        k.decode(): (
+            datetime.fromisoformat(value_of(r)["occurred_at"]),
+            datetime.fromtimestamp(r.timestamp / 1000, UTC),
         )
-        tiered = {k.decode(): (created, sent) for k, created, sent in rows}
+        for k, r in last.items()
+    }
     n = nstore.notifications
     async with notifications.sessions() as session:
         first = await session.execute(
@@ -241,7 +253,7 @@ async def end_to_end(infra: Infrastructure, scale: LatencyScale) -> LatencyResul
             timeout=300,
             every=0.5,
         )
-        times = await _hop_times(stack[0], notifications, ids, advanced)
+        times = await _hop_times(infra, notifications, ids, advanced)
     offset = advanced
     samples = [(delivered[c] - timedelta(seconds=offset)).timestamp() - published[c] for c in ids]
     hops: dict[str, list[float]] = {h: [] for h in HOPS}
@@ -258,7 +270,8 @@ async def end_to_end(infra: Infrastructure, scale: LatencyScale) -> LatencyResul
     return LatencyResult(samples, len(ids), sent_rate, offset, hops)
 
 
-# Where a probe's time goes; each mark is a transaction's start (Postgres now()).
+# Where a probe's time goes; each mark is a transaction's start, but the relay's: the moment
+# it queued the TierChanged.
 HOPS = (
     "published → tiering transaction",
     "tiering transaction → relay",

@@ -84,6 +84,7 @@ class Runtime:
             database_url=settings.database_url,
             batch_size=settings.outbox_batch_size,
             retention=timedelta(hours=settings.retention_hours),
+            keep_sent=timedelta(hours=settings.outbox_keep_sent_hours),
         )
         self.state: dict[str, Any] = {}  # service-specific singletons (policy caches, clients)
         wiring = spec.wire(self)

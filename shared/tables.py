@@ -34,6 +34,7 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+    # Rows kept after publishing (OUTBOX_KEEP_SENT_HOURS), purged in sent order.
     Index("outbox_sent_at", "sent_at", postgresql_where=text("sent_at IS NOT NULL")),
 )
 

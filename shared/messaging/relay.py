@@ -1,12 +1,19 @@
-"""Outbox relay: publishes committed outbox rows in order, marks them sent, purges old ones
-(sent outbox rows, inbox ids and fired timers, after the retention).
+"""Outbox relay: publishes committed outbox rows in order, deletes them once the broker has
+them (or marks them sent, to keep them a while), purges old inbox ids and fired timers.
 
 One relay per schema publishes at a time (a transaction-scoped advisory lock), so rows go
 out in id order and per-key order holds across replicas. It wakes on the outbox trigger's
 NOTIFY and polls as a fallback. A transaction publishes up to a few batches back to back:
 while the broker acknowledges one, the next is read and queued behind it, and a batch is
-marked sent once acknowledged. A crash before the commit re-publishes those batches:
-consumers de-duplicate on event_id.
+deleted (or marked sent) once acknowledged. A crash before the commit re-publishes those
+batches: consumers de-duplicate on event_id.
+
+Deleting is the default: the topic holds what was published, for its own retention.
+Marking a row sent rewrites the whole row, event and all (a new version, indexed
+anew): on Postgres 15 here, 14.3 to 14.9 µs a row against 4.0 to 5.0 µs to delete it,
+and 100,000 SLA breaches in one complaints process were published in 16.7 to 20.1 s
+deleting against 21.4 to 24.7 s marking (three alternating pairs). `keep_sent` keeps
+published rows, marked sent, for inspection (tests reconcile what a schema emitted).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ class OutboxRelay:
         batch_size: int = 1000,
         batches_per_transaction: int = 4,
         retention: timedelta = timedelta(days=7),
+        keep_sent: timedelta = timedelta(0),
         poll_interval: float = 1.0,
         purge_interval: float = 300.0,
     ) -> None:
@@ -66,6 +74,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._batches_per_transaction = batches_per_transaction
         self._retention = retention
+        self._keep_sent = keep_sent
         self._poll_interval = poll_interval
         self._purge_interval = purge_interval
         self._wake = asyncio.Event()
@@ -138,7 +147,7 @@ class OutboxRelay:
     async def _publish_batches(
         self, session: AsyncSession, first: list[Any], published: Counter[str]
     ) -> None:
-        """Read and queue batch n+1 while the broker acknowledges batch n, then mark n sent.
+        """Read and queue batch n+1 while the broker acknowledges batch n, then retire n.
         `first` is the first batch, read already."""
         after = 0
         queued: list[tuple[list[Any], asyncio.Future[list[object]]]] = []
@@ -153,11 +162,11 @@ class OutboxRelay:
                     )
                     queued.append((rows, acks))
                 if len(queued) > 1:  # the batch before: acknowledged by now, most likely
-                    await self._mark_sent(session, *queued.pop(0), published)
+                    await self._retire(session, *queued.pop(0), published)
                 if len(rows) < self._batch_size:
                     break
             while queued:
-                await self._mark_sent(session, *queued.pop(0), published)
+                await self._retire(session, *queued.pop(0), published)
         finally:
             for _, acks in queued:  # left by a failure: the rollback has them sent again
                 acks.add_done_callback(_retrieve)
@@ -176,30 +185,33 @@ class OutboxRelay:
             .limit(self._batch_size)
         )
 
-    async def _mark_sent(
+    async def _retire(
         self,
         session: AsyncSession,
         rows: list[Any],
         acks: asyncio.Future[list[object]],
         published: Counter[str],
     ) -> None:
-        """Once the broker acknowledged every row of a batch, mark the batch sent."""
+        """Once the broker acknowledged every row of a batch, delete it (or mark it sent)."""
         await acks
-        await session.execute(
-            update(outbox)
-            .where(any_of(outbox.c.id, (row[0] for row in rows)))
-            .values(sent_at=func.now())
-        )
+        these = any_of(outbox.c.id, (row[0] for row in rows))
+        if self._keep_sent:
+            await session.execute(update(outbox).where(these).values(sent_at=func.now()))
+        else:
+            await session.execute(delete(outbox).where(these))
         published.update(row[1] for row in rows)
 
     async def purge(self) -> Purged:
-        """Delete sent outbox rows, inbox ids and fired timers older than the retention
-        (each found through its own index: `outbox_sent_at`, `inbox_processed_at`,
-        `timers_fired_at`). A pending timer stays however long ago it fell due."""
-        cutoff = func.now() - text(f"interval '{int(self._retention.total_seconds())} seconds'")
+        """Delete outbox rows sent longer ago than `keep_sent`, and inbox ids and fired timers
+        older than the retention (each found through its own index: `outbox_sent_at`,
+        `inbox_processed_at`, `timers_fired_at`). A pending timer stays however long ago it
+        fell due."""
+        cutoff = _ago(self._retention)
         async with self._sessions() as session, session.begin():
             sent: Any = await session.execute(
-                delete(outbox).where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < cutoff)
+                delete(outbox).where(
+                    outbox.c.sent_at.is_not(None), outbox.c.sent_at < _ago(self._keep_sent)
+                )
             )
             seen: Any = await session.execute(delete(inbox).where(inbox.c.processed_at < cutoff))
             fired: Any = await session.execute(
@@ -236,6 +248,11 @@ class OutboxRelay:
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+
+def _ago(span: timedelta) -> Any:
+    """SQL for the moment `span` before the database's now()."""
+    return func.now() - text(f"interval '{int(span.total_seconds())} seconds'")
 
 
 def _retrieve(acks: asyncio.Future[list[object]]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,21 +141,38 @@ async def committed_offset(bootstrap_servers: str, group: str, topic: str, parti
     return -1 if offset is None else int(offset)
 
 
-async def count_records(bootstrap_servers: str, topic: str) -> int:
-    """Records on a topic, counted by reading it (ListOffsets is unreliable on Tansu)."""
+@dataclass(frozen=True)
+class Census:
+    """What a topic holds: how many records, and the latest record timestamp (the producer's
+    clock when it queued the record), in epoch milliseconds."""
+
+    count: int
+    latest_ms: int | None
+
+
+async def census(bootstrap_servers: str, topic: str) -> Census:
+    """Count a topic's records and find the latest timestamp, by reading it all (ListOffsets
+    is unreliable on Tansu)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, fetch_max_wait_ms=20)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        count = 0
+        count, latest = 0, None
         idle = 0
         while idle < 3:  # three empty long-polls in a row: the end of every partition
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            fetched = sum(len(records) for records in batches.values())
-            count += fetched
-            idle = 0 if fetched else idle + 1
-        return count
+            records = [r for rs in batches.values() for r in rs]
+            count += len(records)
+            stamps = [r.timestamp for r in records] + ([latest] if latest is not None else [])
+            latest = max(stamps, default=None)
+            idle = 0 if records else idle + 1
+        return Census(count, latest)
     finally:
         await consumer.stop()
+
+
+async def count_records(bootstrap_servers: str, topic: str) -> int:
+    """Records on a topic."""
+    return (await census(bootstrap_servers, topic)).count

@@ -20,6 +20,11 @@ from shared.web.auth import Role, mint_token
 
 TEST_JWT_SECRET = "steward-test-secret-0123456789abcdef"
 
+# Settings under which a service keeps what its relay published (marked sent) instead of
+# deleting it: for tests that read back what one schema emitted, beside other tests'
+# instances of the same service publishing to the same topics.
+KEEP_PUBLISHED: dict[str, Any] = {"outbox_keep_sent_hours": 24}
+
 
 @dataclass
 class RunningService:

@@ -141,8 +141,8 @@ async def test_relay_started_after_commit_publishes_what_was_committed(relay_sch
         wanted = {c.encode() for c in customers}
         records = await tier_topic.wait_for(lambda r: r.key in wanted, count=5)
         assert {r.key for r in records} == wanted
-        # The relay marks rows sent after the broker acknowledged them, in its own commit:
-        # a reader may see the records a moment before the marks.
+        # The relay deletes rows after the broker acknowledged them, in its own commit:
+        # a reader may see the records a moment before the rows go.
         await eventually(relay_schema.unsent, lambda n: n == 0)
     finally:
         relay.stop()
@@ -181,7 +181,7 @@ async def test_per_key_order_is_preserved(probe, tier_topic):
 
 async def test_relay_publishes_several_batches_per_transaction_in_order(relay_schema, tier_topic):
     """Batch n+1 is queued before batch n is acknowledged: order per key still holds, each
-    row goes out once and is marked sent, and a transaction stops at its batch limit."""
+    row goes out once and is no longer unsent, and a transaction stops at its batch limit."""
     customers = await emit_rounds(relay_schema.uow, "B", rounds=20)
 
     relay = relay_schema.relay(batch_size=7, batches_per_transaction=4)
@@ -213,7 +213,8 @@ class _RefusesSecondBatch:
 
 async def test_a_refused_batch_leaves_its_transaction_unsent(relay_schema, tier_topic):
     """A batch the broker refuses fails its whole transaction: no row of it stays marked
-    sent, those of batches acknowledged before included, and the next one publishes them."""
+    sent (or deleted), those of batches acknowledged before included, and the next one
+    publishes them."""
     customers = await emit_rounds(relay_schema.uow, "U", rounds=5)
 
     broker = _RefusesSecondBatch(relay_schema.producer)
@@ -281,10 +282,33 @@ async def test_relay_wakes_on_a_copied_outbox_row(relay_schema, tier_topic):
         await task
 
 
-async def test_purge_deletes_what_the_retention_has_passed_and_nothing_pending(relay_schema):
-    """Sent outbox rows, inbox ids and fired timers go after the retention; an unsent row or
-    a pending timer stays however old. Fired timers were kept forever before: every
-    message, deadline and grace period a schema ever had."""
+@pytest.mark.parametrize("keep_sent", [timedelta(0), timedelta(hours=1)], ids=["delete", "keep"])
+async def test_published_rows_are_deleted_or_kept_marked_sent(relay_schema, tier_topic, keep_sent):
+    """By default the relay deletes a batch once the broker acknowledged it; with `keep_sent`
+    it marks the batch sent instead, and the rows stay for inspection."""
+    customers = await emit_rounds(relay_schema.uow, "D", rounds=4)
+
+    relay = relay_schema.relay(batch_size=5, keep_sent=keep_sent)
+    assert [await relay.publish_batch() for _ in range(2)] == [12, 0]
+    wanted = {c.encode() for c in customers}
+    sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=12))
+    assert all(seq == list(range(4)) for seq in sequences.values()), sequences
+    async with relay_schema.sessions() as session:
+        left = list(await session.scalars(select(outbox.c.sent_at)))
+    if keep_sent:
+        assert len(left) == 12 and None not in left
+    else:
+        assert left == []
+
+
+@pytest.mark.parametrize("keep_sent", [timedelta(0), timedelta(days=7)], ids=["delete", "keep"])
+async def test_purge_deletes_what_the_retention_has_passed_and_nothing_pending(
+    relay_schema, keep_sent
+):
+    """Inbox ids and fired timers go after the retention, sent outbox rows after
+    `keep_sent` (at once when published rows are deleted: rows left from a time they were
+    kept); an unsent row or a pending timer stays however old. Fired timers were kept
+    forever before: every message, deadline and grace period a schema ever had."""
     async with relay_schema.sessions() as session, session.begin():
         now = await session.scalar(select(func.now()))
         old, recent = now - timedelta(days=8), now - timedelta(hours=1)
@@ -313,13 +337,14 @@ async def test_purge_deletes_what_the_retention_has_passed_and_nothing_pending(r
             ],
         )
 
-    purged = await relay_schema.relay(retention=timedelta(days=7)).purge()
+    relay = relay_schema.relay(retention=timedelta(days=7), keep_sent=keep_sent)
+    purged = await relay.purge()
 
-    assert purged == Purged(outbox=1, inbox=1, timers=1)
+    assert purged == Purged(outbox=1 if keep_sent else 2, inbox=1, timers=1)
     async with relay_schema.sessions() as session:
         sent = await session.scalars(select(outbox.c.sent_at).order_by(outbox.c.id))
         seen = await session.scalars(select(inbox.c.event_id))
         kept = await session.scalars(select(timers.c.key).order_by(timers.c.key))
-        assert list(sent) == [recent, None]
+        assert list(sent) == ([recent, None] if keep_sent else [None])
         assert list(seen) == ["recent"]
         assert list(kept) == ["fired-lately", "overdue"]

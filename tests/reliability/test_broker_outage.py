@@ -35,7 +35,12 @@ from shared.devstack.topics import create_topics
 from shared.tables import inbox, outbox
 from shared.testing.drain import unsent
 from shared.testing.kafka import TopicWatcher, count_records, make_event, publish, value_of
-from shared.testing.services import RunningService, running_service, service_settings
+from shared.testing.services import (
+    KEEP_PUBLISHED,
+    RunningService,
+    running_service,
+    service_settings,
+)
 from shared.testing.waiting import eventually
 from tests.reliability.outage import NetworkLink, ReadinessProbe
 
@@ -100,7 +105,7 @@ async def test_broker_down_10s_api_writes_land_in_outbox_and_are_delivered_after
     keys = {c.encode() for c in customers}
     settings = service_settings(
         SPEC, infra, schema=infra.new_schema("tiering_brokerdown"),
-        kafka_bootstrap_servers=broker.bootstrap_servers,
+        kafka_bootstrap_servers=broker.bootstrap_servers, **KEEP_PUBLISHED,
     )  # fmt: skip
     admin = RunningService.token("admin")
     async with running_service(SPEC, settings) as svc:

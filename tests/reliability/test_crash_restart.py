@@ -18,7 +18,7 @@ from shared.tables import inbox, outbox
 from shared.testing.backlog import skip_backlog
 from shared.testing.kafka import TopicWatcher, publish, value_of
 from shared.testing.processes import ServiceProcess
-from shared.testing.services import TEST_JWT_SECRET, RunningService
+from shared.testing.services import KEEP_PUBLISHED, TEST_JWT_SECRET, RunningService
 from shared.testing.waiting import eventually
 from tests.integration.tiering.test_tier_stream import build_stream, expected_changes
 from tests.reliability.support import emitted_ids
@@ -58,6 +58,7 @@ async def test_sigkill_mid_stream_then_restart_yields_exactly_the_expected_chang
         "STEWARD_JWT_SECRET": TEST_JWT_SECRET,
         "SCHEMA_NAME": schema,
         "CONSUMER_BATCH_SIZE": "20",  # small batches: the kill lands between commits
+        "OUTBOX_KEEP_SENT_HOURS": str(KEEP_PUBLISHED["outbox_keep_sent_hours"]),
     }
     ours = {e["data"]["customer_id"].encode() for e in events}
     changes = await TopicWatcher(infra.bootstrap_servers, TIER_CHANGED).start()

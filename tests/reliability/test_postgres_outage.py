@@ -30,7 +30,7 @@ from shared.devstack.postgres import EmbeddedPostgres
 from shared.tables import inbox, outbox
 from shared.testing.drain import drained
 from shared.testing.kafka import TopicWatcher, value_of
-from shared.testing.services import running_service, service_settings
+from shared.testing.services import KEEP_PUBLISHED, running_service, service_settings
 from shared.testing.waiting import eventually
 from tests.integration.tiering.test_tier_stream import build_stream, expected_changes
 from tests.reliability.outage import ReadinessProbe, steady
@@ -103,7 +103,12 @@ async def test_postgres_down_10s_consumers_back_off_and_resume_losing_nothing(
     await _durable_commits(database_url)
     schema = f"tiering_pgdown_{run}"
     settings = service_settings(
-        SPEC, infra, schema=schema, database_url=database_url, consumer_batch_size=20
+        SPEC,
+        infra,
+        schema=schema,
+        database_url=database_url,
+        consumer_batch_size=20,
+        **KEEP_PUBLISHED,
     )
     changes = await TopicWatcher(infra.bootstrap_servers, TIER_CHANGED).start()
     try:

@@ -31,7 +31,12 @@ from services.notifications.app import SPEC
 from shared.clock import DevClock
 from shared.contracts.topics import OPS_ALERTS, PROFILE_CHANGED
 from shared.testing.kafka import TopicWatcher, make_event, publish, value_of
-from shared.testing.services import RunningService, running_service, service_settings
+from shared.testing.services import (
+    KEEP_PUBLISHED,
+    RunningService,
+    running_service,
+    service_settings,
+)
 from shared.testing.waiting import eventually
 from tests.integration.notifications.conftest import TEAMS, team_mobile
 from tests.integration.notifications.fake_gateway import FakeGateway
@@ -105,6 +110,7 @@ async def test_provider_5xx_then_timeouts_then_recovery_delivers_each_message_on
         notifications_retry_base_seconds=600,
         notifications_retry_cap_seconds=3600,
         notifications_daily_cap=5,
+        **KEEP_PUBLISHED,
     )
     alerts = await TopicWatcher(infra.bootstrap_servers, OPS_ALERTS).start()
     try:

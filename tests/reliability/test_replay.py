@@ -14,7 +14,7 @@ from shared.contracts.topics import BALANCE_CHANGED, TIER_CHANGED
 from shared.tables import inbox, outbox
 from shared.testing.drain import drained
 from shared.testing.kafka import TopicWatcher, publish, value_of
-from shared.testing.services import running_service, service_settings
+from shared.testing.services import KEEP_PUBLISHED, running_service, service_settings
 from tests.integration.tiering.test_tier_stream import build_stream, expected_changes
 from tests.reliability.support import emitted_ids
 
@@ -53,7 +53,7 @@ async def test_replaying_every_event_changes_nothing(infra, kafka_producer):
     ours = {e["data"]["customer_id"].encode() for e in events}
     changes = await TopicWatcher(infra.bootstrap_servers, TIER_CHANGED).start()
     try:
-        async with running_service(SPEC, service_settings(SPEC, infra)) as svc:
+        async with running_service(SPEC, service_settings(SPEC, infra, **KEEP_PUBLISHED)) as svc:
             for event in events:
                 await publish(kafka_producer, BALANCE_CHANGED, event)
             await drained(svc.runtime)

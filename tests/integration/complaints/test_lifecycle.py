@@ -12,7 +12,12 @@ import pytest
 from services.complaints.app import SPEC
 from shared.contracts.topics import COMPLAINT_CALLBACK_DUE, COMPLAINT_UPDATED
 from shared.testing.kafka import TopicWatcher, value_of
-from shared.testing.services import RunningService, running_service, service_settings
+from shared.testing.services import (
+    KEEP_PUBLISHED,
+    RunningService,
+    running_service,
+    service_settings,
+)
 from tests.integration.complaints.conftest import (
     OPS,
     STAFF,
@@ -28,7 +33,7 @@ HANDLER = RunningService.token("staff", employee_id="E777", department="operatio
 
 @pytest.fixture(scope="module")
 async def svc(infra) -> AsyncIterator[RunningService]:
-    async with running_service(SPEC, service_settings(SPEC, infra)) as service:
+    async with running_service(SPEC, service_settings(SPEC, infra, **KEEP_PUBLISHED)) as service:
         yield service
 
 

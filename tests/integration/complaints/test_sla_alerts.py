@@ -14,7 +14,12 @@ from sqlalchemy import select
 from services.complaints.app import SPEC
 from shared.contracts.topics import OPS_ALERTS, SLA_BREACHED
 from shared.tables import outbox
-from shared.testing.services import RunningService, running_service, service_settings
+from shared.testing.services import (
+    KEEP_PUBLISHED,
+    RunningService,
+    running_service,
+    service_settings,
+)
 from tests.integration.complaints.conftest import file_complaint
 from tests.integration.complaints.timing import advance_to
 
@@ -30,7 +35,8 @@ async def _written(svc: RunningService, topic: str) -> list[dict[str, Any]]:
 
 
 async def test_breaches_falling_due_together_raise_one_alert_per_department_and_level(infra):
-    settings = service_settings(SPEC, infra, timer_concurrency=1)  # one claim fires them all
+    # One claim fires them all.
+    settings = service_settings(SPEC, infra, timer_concurrency=1, **KEEP_PUBLISHED)
     async with running_service(SPEC, settings) as svc:
         filed = [await file_complaint(svc) for _ in range(3)]
         ids = sorted(c["complaint_id"] for c in filed)
@@ -54,7 +60,7 @@ async def test_breaches_falling_due_together_raise_one_alert_per_department_and_
 
 
 async def test_a_lone_breach_alerts_about_its_complaint(infra):
-    async with running_service(SPEC, service_settings(SPEC, infra)) as svc:
+    async with running_service(SPEC, service_settings(SPEC, infra, **KEEP_PUBLISHED)) as svc:
         complaint = await file_complaint(svc)
         due = datetime.fromisoformat(complaint["response_due_at"])
         await advance_to(svc, due + timedelta(seconds=1))

@@ -12,7 +12,12 @@ from services.complaints.app import SPEC
 from services.complaints.domain import TIMER_SLA
 from shared.contracts.topics import SLA_BREACHED, SLA_WARNING
 from shared.tables import timers
-from shared.testing.services import RunningService, running_service, service_settings
+from shared.testing.services import (
+    KEEP_PUBLISHED,
+    RunningService,
+    running_service,
+    service_settings,
+)
 from tests.integration.complaints.conftest import file_complaint
 from tests.integration.complaints.timing import advance_to, emitted
 
@@ -43,7 +48,7 @@ async def response_levels(svc: RunningService, complaint_id: str) -> list[tuple[
 
 
 async def test_a_running_clock_holds_one_timer_moved_on_level_by_level(infra):
-    async with running_service(SPEC, service_settings(SPEC, infra)) as svc:
+    async with running_service(SPEC, service_settings(SPEC, infra, **KEEP_PUBLISHED)) as svc:
         complaint = await file_complaint(svc)
         cid = complaint["complaint_id"]
         assert await sla_timers(svc, cid) == {

@@ -10,7 +10,7 @@ import pytest
 from services.complaints.app import SPEC
 from shared.contracts.topics import OPS_ALERTS, SLA_BREACHED, SLA_WARNING
 from shared.testing.kafka import TopicWatcher, value_of
-from shared.testing.services import running_service, service_settings
+from shared.testing.services import KEEP_PUBLISHED, running_service, service_settings
 from tests.integration.complaints.conftest import STAFF, file_complaint
 from tests.integration.complaints.timing import advance_to, emitted
 
@@ -24,12 +24,14 @@ def resolution_alerts(watcher: TopicWatcher, complaint_id: str) -> list[dict]:
 
 
 async def test_major_card_fraud_warns_and_breaches_once_across_a_restart(infra):
-    schema = infra.new_schema("complaints")
+    settings = service_settings(
+        SPEC, infra, schema=infra.new_schema("complaints"), **KEEP_PUBLISHED
+    )
     warnings = await TopicWatcher(infra.bootstrap_servers, SLA_WARNING).start()
     breaches = await TopicWatcher(infra.bootstrap_servers, SLA_BREACHED).start()
     alerts = await TopicWatcher(infra.bootstrap_servers, OPS_ALERTS).start()
     try:
-        async with running_service(SPEC, service_settings(SPEC, infra, schema=schema)) as svc:
+        async with running_service(SPEC, settings) as svc:
             complaint = await file_complaint(
                 svc,
                 channel="branch",
@@ -61,7 +63,7 @@ async def test_major_card_fraud_warns_and_breaches_once_across_a_restart(infra):
             assert (warned["department"], warned["owner_id"]) == ("head_office_risk", "E100")
 
         # Restart: a new process on the same schema, with its own (un-advanced) dev clock.
-        async with running_service(SPEC, service_settings(SPEC, infra, schema=schema)) as svc:
+        async with running_service(SPEC, settings) as svc:
             await advance_to(svc, received + timedelta(hours=5, minutes=59))
             early = await emitted(svc, SLA_BREACHED, cid)
             assert [d["clock"] for d in early] == ["response", "response"]  # 1h and 1h30m
