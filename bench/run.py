@@ -229,9 +229,10 @@ async def tiering_throughput(
             actual = dict(rows.all())
             history = await session.scalar(text("SELECT count(*) FROM tier_history"))
     after = await census(infra.bootstrap_servers, TIER_CHANGED)
+    if after.latest_ms is None:
+        raise RuntimeError("no TierChanged on the topic: nothing to time the run by")
     published = after.count - changes_before
-    last = datetime.fromtimestamp((after.latest_ms or 0) / 1000, UTC)
-    elapsed = (last - first).total_seconds()
+    elapsed = (datetime.fromtimestamp(after.latest_ms / 1000, UTC) - first).total_seconds()
     report.check(
         f"tiering x{replicas}: final tiers equal the independently computed ones",
         actual == workload.final_tiers,
