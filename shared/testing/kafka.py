@@ -165,8 +165,9 @@ async def census(bootstrap_servers: str, topic: str) -> Census:
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             records = [r for rs in batches.values() for r in rs]
             count += len(records)
-            stamps = [r.timestamp for r in records] + ([latest] if latest is not None else [])
-            latest = max(stamps, default=None)
+            for r in records:
+                if latest is None or r.timestamp > latest:
+                    latest = r.timestamp
             idle = 0 if records else idle + 1
         return Census(count, latest)
     finally:
