@@ -178,11 +178,16 @@ class OutboxRelay:
         return list((await session.execute(self._unsent_query(after))).all())
 
     def _unsent_query(self, after: int) -> Select[Any]:
+        """Locked (FOR UPDATE): the first read runs in a snapshot taken before the statement
+        took the schema's lock, so a relay that committed in between would have its rows
+        read again; locking them re-reads each, and a row it deleted (or marked sent) is left
+        out instead of being published twice."""
         return (
             select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
             .where(outbox.c.sent_at.is_(None), outbox.c.id > after)
             .order_by(outbox.c.id)
             .limit(self._batch_size)
+            .with_for_update()
         )
 
     async def _retire(

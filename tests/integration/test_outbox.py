@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.clock import DevClock
@@ -230,6 +230,23 @@ async def test_a_refused_batch_leaves_its_transaction_unsent(relay_schema, tier_
     count = broker.forwarded + 15
     sequences = totals_by_key(await tier_topic.wait_for(lambda r: r.key in wanted, count=count))
     assert all(seq[-5:] == list(range(5)) for seq in sequences.values()), sequences
+
+
+async def test_a_row_being_retired_elsewhere_is_not_published_again(relay_schema, tier_topic):
+    """The relay's read locks what it reads: a row another transaction is deleting (as a
+    relay retiring it would) is waited for, then left out, not published a second time.
+    The relay's first read runs in a snapshot taken before it held the schema's lock, so
+    rows another relay retired just then would otherwise be read as unsent."""
+    await emit_rounds(relay_schema.uow, "S", rounds=1)  # three rows
+    relay = relay_schema.relay()
+    async with relay_schema.sessions() as other, other.begin():
+        first = await other.scalar(select(func.min(outbox.c.id)))
+        await other.execute(delete(outbox).where(outbox.c.id == first))
+        publishing = asyncio.create_task(relay.publish_batch())
+        await asyncio.sleep(0.5)
+        assert not publishing.done()  # waiting for the row's lock
+    assert await publishing == 2
+    assert await relay_schema.unsent() == 0
 
 
 async def _outbox_rows(session: AsyncSession, key: str) -> int:
