@@ -76,6 +76,9 @@ async def test_policy_validation_names_the_problem(tiering):
     response = await put_policy(tiering, potential_from=50000.5)
     assert response.status_code == 422
     assert "body.potential_from" in response.json()["detail"]
+    response = await put_policy(tiering, high_end_from="10000000000000000")  # 17 digits
+    assert response.status_code == 422
+    assert "body.high_end_from" in response.json()["detail"]
     response = await tiering.http.put(
         "/tiers/policy", json=DEFAULT_POLICY, headers=tiering.token("ops")
     )
