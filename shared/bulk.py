@@ -192,12 +192,25 @@ class Update:
         return ("update", self.table, self.key, tuple(c for c in self.rows[0] if c != self.key))
 
 
-Write = Upsert | Update
+@dataclass(frozen=True)
+class Delete:
+    """One table's share of `bulk_writes`: delete the rows whose `key` is one of `rows`'
+    (each row a mapping holding only the key)."""
+
+    table: Table
+    key: str
+    rows: Sequence[Mapping[str, Any]]
+
+    def shape(self) -> tuple[Any, ...]:
+        return ("delete", self.table, self.key)
+
+
+Write = Upsert | Update | Delete
 
 
 async def bulk_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
-    """Several `bulk_insert`s and `bulk_update`s in one statement, one round trip: each
-    write but the last runs as a data-modifying WITH query. Postgres runs every one to
+    """Several `bulk_insert`s, `bulk_update`s and `Delete`s in one statement, one round
+    trip: each write but the last runs as a data-modifying WITH query. Postgres runs every one to
     completion, all against the same snapshot: a write cannot see another's rows, so no
     two writes may touch the same row and none may depend on what another writes (foreign
     keys are checked at the statement's end, so a row may refer to one that existed before).
@@ -220,6 +233,8 @@ def _columns(shape: tuple[Any, ...]) -> tuple[str, ...]:
     if shape[0] == "update":
         _, _, key, columns = shape
         return (key, *columns)
+    if shape[0] == "delete":
+        return (shape[2],)
     return tuple(shape[2])
 
 
@@ -230,6 +245,12 @@ def _writes_statement(shapes: tuple[tuple[Any, ...], ...]) -> TextClause:
         if shape[0] == "update":
             _, table, key, columns = shape
             parts.append(_update_sql(table, key, columns, param=f"rows{n}"))
+        elif shape[0] == "delete":
+            _, table, key = shape
+            parts.append(
+                f"DELETE FROM {table.name} AS t USING {_recordset(table, (key,), f'rows{n}')} "
+                f'WHERE t."{key}" = r."{key}"'
+            )
         else:
             _, table, columns, conflict, assignments = shape
             parts.append(

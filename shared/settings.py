@@ -69,9 +69,9 @@ class StewardSettings(BaseSettings):
     retention_hours: float = Field(
         default=168,
         gt=0,
-        description="How long inbox ids and fired timers are kept: at least as "
-        "long as the consumed topics keep messages (7 days), so a replay meets the ids it "
-        "already processed",
+        description="How long inbox ids (and timers an older release marked fired) are "
+        "kept: at least as long as the consumed topics keep messages (7 days), so a replay "
+        "meets the ids it already processed",
     )
     port: int = 8000
     schema_name: str | None = Field(

@@ -64,8 +64,9 @@ timers = Table(
     # In claim order (due_at, id): with only due_at, a claim among many timers due at the
     # same moment sorted all of them (100,000 due at once: 49 ms per claim, 0.4 ms now).
     Index("timers_pending", "due_at", "id", postgresql_where=text("fired_at IS NULL")),
-    # Fired timers are kept as the record that they fired, for the retention, then purged
-    # in fired order (the relay's purge).
+    # A timer is deleted as it fires; rows marked fired (by a worker of an older release,
+    # during a rolling upgrade) are purged after the retention in fired order (the relay's
+    # purge).
     Index("timers_fired_at", "fired_at", postgresql_where=text("fired_at IS NOT NULL")),
 )
 

@@ -1,6 +1,6 @@
 """Durable timers: due-time jobs in Postgres, claimed with FOR UPDATE SKIP LOCKED.
 
-A timer's effect and its `fired_at` mark commit in one transaction while the row is
+A timer's effect and its row's deletion commit in one transaction while the row is
 locked, so it fires exactly once across replicas and survives restarts. Timers are
 created with `Tx.schedule(kind, key, due_at, payload)`; a handler may schedule the key it
 fires for again (a recurring job), and the timer fires again at its new time.
@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import DateTime, ScalarSelect, Select, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import Update, any_of
+from shared.bulk import Delete, any_of
 from shared.clock import Clock, DevClock
 from shared.contracts.events import OpsAlert
 from shared.contracts.topics import OPS_ALERTS
@@ -304,15 +304,16 @@ class TimerWorker:
         for kind, group in by_kind.items():
             await self._handlers[kind](tx, group)
             TIMERS_FIRED.labels(self.service, kind).inc(len(group))
-        # Marked after the handlers, not in the claim: claiming and marking in one UPDATE
-        # took the mass breach of 100,000 complaints from 19-20 s to 32-38 s (x1), and
-        # marking right after the claim to 26 s. A timer a handler scheduled again is not
-        # marked: its new due time stands. The mark is written at commit, in one statement
-        # with the writes the handlers left for then.
-        fired = [
-            {"id": t.id, "fired_at": tx.now} for t in due if (t.kind, t.key) not in tx.scheduled
-        ]
-        tx.write_at_commit(Update(timers, "id", fired))
+        # Deleted after the handlers, not in the claim: claiming and marking fired in one
+        # UPDATE took the mass breach of 100,000 complaints from 19-20 s to 32-38 s (x1), and
+        # marking right after the claim to 26 s. A timer a handler scheduled again stays: its
+        # new due time stands. The delete is written at commit, in one statement with the
+        # writes the handlers left for then. Deleted, not marked fired: a mark rewrote the
+        # row and indexed it anew (Postgres here: 11.0 to 11.8 µs a timer against 1.8 to
+        # 1.9 to delete it, batches of 1,000); what a timer did is in its handler's writes
+        # and events.
+        fired = [{"id": t.id} for t in due if (t.kind, t.key) not in tx.scheduled]
+        tx.write_at_commit(Delete(timers, "id", fired))
 
     async def _fire_singly(self) -> int:
         fired = 0

@@ -110,7 +110,7 @@ class Tx:
         ]
 
     async def cancel(self, kind: str, key: str) -> None:
-        """Remove a pending timer; a fired one stays as the record that it fired."""
+        """Remove a pending timer (a fired one is gone already)."""
         await self.cancel_many(kind, [key])
 
     async def cancel_many(self, kind: str, keys: Iterable[str]) -> None:

@@ -87,7 +87,7 @@ def emit_alert(tx: Tx, kind: str, message: str, severity: str = "warning", **det
 
 
 def delivery_key(notification_id: str, seq: int) -> str:
-    """A fresh timer per delivery round (seq): a fired timer row is the record that it fired."""
+    """The timer of one delivery round (seq): a retry schedules the next round's own."""
     return f"{notification_id}:{seq}"
 
 

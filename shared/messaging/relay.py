@@ -1,5 +1,5 @@
 """Outbox relay: publishes committed outbox rows in order, deletes them once the broker has
-them (or marks them sent, to keep them a while), purges old inbox ids and fired timers.
+them (or marks them sent, to keep them a while), purges old inbox ids.
 
 One relay per schema publishes at a time (a transaction-scoped advisory lock), so rows go
 out in id order and per-key order holds across replicas. It wakes on the outbox trigger's
@@ -207,8 +207,9 @@ class OutboxRelay:
         published.update(row[1] for row in rows)
 
     async def purge(self) -> Purged:
-        """Delete outbox rows sent longer ago than `keep_sent`, and inbox ids and fired timers
-        older than the retention (each found through its own index: `outbox_sent_at`,
+        """Delete outbox rows sent longer ago than `keep_sent`, and inbox ids and timers marked
+        fired (by an older release; a timer is deleted as it fires now) older than the
+        retention (each found through its own index: `outbox_sent_at`,
         `inbox_processed_at`, `timers_fired_at`). A pending timer stays however long ago it
         fell due."""
         cutoff = _ago(self._retention)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import Update, Upsert, bulk_insert, bulk_update, bulk_writes
+from shared.bulk import Delete, Update, Upsert, bulk_insert, bulk_update, bulk_writes
 from shared.db import create_engine, session_factory
 from shared.testing.infra import Infrastructure
 
@@ -267,6 +267,25 @@ async def test_inserts_and_updates_of_one_table_in_one_statement(session: AsyncS
 
     got = (await session.execute(select(notes).order_by(notes.c.id))).all()
     assert [tuple(r) for r in got] == [("N1", "new", 1), ("N2", "added", 0)]
+
+
+async def test_deletes_among_the_writes_of_one_statement(session: AsyncSession) -> None:
+    notes_ = [{"id": f"N{n}", "body": "b", "edits": 0} for n in range(1, 5)]
+    await bulk_insert(session, notes, notes_)
+    await bulk_insert(session, things, [row(1, amount=Decimal("1.00"))])
+
+    await bulk_writes(
+        session,
+        [
+            Delete(notes, "id", [{"id": "N1"}, {"id": "N3"}, {"id": "N9"}]),  # N9: no such row
+            Update(notes, "id", [{"id": "N2", "edits": 5}]),
+            Delete(things, "id", []),  # nothing to delete: left out
+        ],
+    )
+
+    got = (await session.execute(select(notes.c.id, notes.c.edits).order_by(notes.c.id))).all()
+    assert [tuple(r) for r in got] == [("N2", 5), ("N4", 0)]
+    assert (await session.execute(select(things.c.id))).scalars().all() == ["T1"]
 
 
 async def test_upserts_of_one_table_or_none(session: AsyncSession) -> None:

@@ -112,6 +112,28 @@ async def test_cancelled_timer_does_not_fire(timer_schema):
     assert other == 1
 
 
+async def test_a_fired_timer_is_deleted_and_its_key_may_be_scheduled_again(timer_schema):
+    sessions = timer_schema
+    clock = DevClock()
+    uow = UnitOfWork(sessions, clock, "probe")
+    async with uow() as tx:
+        await tx.schedule_many("probe", [(k, tx.now, None) for k in ("a", "b")])
+        await tx.schedule("probe", "later", tx.now + timedelta(hours=1))
+    w = worker(sessions, clock, "d")
+    assert await w.fire_due() == 2
+
+    async def keys() -> set[str]:
+        async with sessions() as session:
+            return set((await session.scalars(select(timers.c.key))).all())
+
+    assert await keys() == {"later"}  # the fired rows are gone, the pending one stays
+    async with uow() as tx:
+        await tx.schedule("probe", "a", tx.now)
+    assert await w.fire_due() == 1
+    assert await count_fired(sessions) == (3, 2)  # "a" twice, "b" once
+    assert await keys() == {"later"}
+
+
 async def test_new_timers_copied_in_fire_as_scheduled_ones_and_an_old_key_is_refused(
     timer_schema,
 ):
@@ -141,7 +163,7 @@ async def test_new_timers_copied_in_fire_as_scheduled_ones_and_an_old_key_is_ref
     async with sessions() as session:
         keys = set((await session.scalars(select(timers.c.key))).all())
         moved = await session.scalar(select(timers.c.due_at).where(timers.c.key == "old"))
-    assert keys == {"old", "new-1", "new-2"}
+    assert keys == {"old"}  # new-1 and new-2 fired (deleted); nothing of the refused one
     assert moved == due + timedelta(days=1)
 
 
@@ -369,10 +391,10 @@ async def test_timers_scheduled_at_commit_are_written_there_and_a_later_move_win
 
 @pytest.mark.parametrize("at_commit", [False, True])
 async def test_a_handler_may_schedule_its_own_timer_again(timer_schema, at_commit):
-    """A recurring job reschedules the key it fires for; the worker's fired mark, written
-    after the handlers, leaves that timer pending at its new time (it used to mark it
-    fired too, so the job never ran again). Scheduled at commit, the move is written in
-    one statement with the fired marks."""
+    """A recurring job reschedules the key it fires for; the worker's delete of the fired
+    timers, written after the handlers, leaves that timer pending at its new time (a fired
+    mark once took it too, so the job never ran again). Scheduled at commit, the move is
+    written in one statement with that delete."""
     sessions = timer_schema
     clock = DevClock()
     runs: list[str] = []
