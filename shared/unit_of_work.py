@@ -97,7 +97,7 @@ class Tx:
         self, kind: str, items: Sequence[tuple[str, datetime, dict[str, Any] | None]]
     ) -> list[dict[str, Any]]:
         """The rows to write, one per key; notes them in `scheduled`: what the timer workers
-        of this process learn after the commit, and which keys they must not mark fired."""
+        of this process learn after the commit, and which keys they must not delete as fired."""
         latest: dict[str, tuple[datetime, dict[str, Any] | None]] = {}
         for key, due_at, payload in items:
             if due_at.tzinfo is None:

@@ -392,9 +392,9 @@ class FireSlaTimers:
             _emit_alert(tx, c, alert, breached)
         for (department, breached_clock, escalation), group in breached.items():
             _alert_ops(tx, department, breached_clock, escalation, group)
-        # Written at commit, in one statement with the fired marks: nothing here reads them
-        # back. Each clock's timer moves on to its next level (the timer worker leaves a
-        # timer scheduled again pending); one that fired its last level is marked fired.
+        # Written at commit, in one statement with the fired timers' delete: nothing here
+        # reads them back. Each clock's timer moves on to its next level (the timer worker
+        # leaves a timer scheduled again pending); one that fired its last level is deleted.
         changed = {c.complaint_id: c for c in advanced.values()}
         tx.write_at_commit(store.fired_update(list(changed.values()), tx.now))
         await apply_timers(

@@ -426,7 +426,7 @@ async def test_a_handler_may_schedule_its_own_timer_again(timer_schema, at_commi
 
 async def test_a_failing_timer_is_retried_later_and_the_rest_of_its_batch_fires(timer_schema):
     """One timer's handler fails for good: its batch is fired one by one, the others fire,
-    and the failing one is not marked fired but pushed back with its error recorded."""
+    and the failing one is not deleted as fired but pushed back with its error recorded."""
     sessions = timer_schema
     clock = DevClock()
 
