@@ -210,9 +210,9 @@ Write = Upsert | Update | Delete
 
 async def bulk_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
     """Several `bulk_insert`s, `bulk_update`s and `Delete`s in one statement, one round
-    trip: each write but the last runs as a data-modifying WITH query. Postgres runs every one to
-    completion, all against the same snapshot: a write cannot see another's rows, so no
-    two writes may touch the same row and none may depend on what another writes (foreign
+    trip: each write but the last runs as a data-modifying WITH query. Postgres runs every
+    one to completion, all against the same snapshot: a write cannot see another's rows, so
+    no two writes may touch the same row and none may depend on what another writes (foreign
     keys are checked at the statement's end, so a row may refer to one that existed before).
     Writes without rows are left out."""
     present = [w for w in writes if w.rows]
