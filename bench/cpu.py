@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -57,12 +57,29 @@ def role(process: psutil.Process, bench_pid: int) -> str:
     return "other"
 
 
+def runqueue_seconds(pid: int) -> float | None:
+    """How long the threads of a process have waited for a core, runnable but not running
+    (Linux's per-thread schedstat; None where the OS does not say). Threads that ended are
+    not counted."""
+    waited = 0
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with open(f"{task.path}/schedstat") as stat:
+                waited += int(stat.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return waited / 1e9
+
+
 @dataclass
 class CpuUse:
-    """Cores used per role over a measured span (filled in when the span ends)."""
+    """Cores used per role over a measured span (filled in when the span ends), and the
+    cores' worth of time each role's threads waited for one: on two cores a role may use
+    little CPU because it queues behind the others, not because it has nothing to do."""
 
     seconds: float = 0.0
     cores: dict[str, float] = field(default_factory=dict)
+    waiting: dict[str, float] = field(default_factory=dict)
 
     @property
     def busy(self) -> float:
@@ -73,8 +90,10 @@ class CpuUse:
 async def cpu_use() -> AsyncIterator[CpuUse]:
     """Sample every process's CPU time while the block runs; the result is complete on exit."""
     bench_pid = os.getpid()
-    seen: dict[int, tuple[str, float]] = {}  # pid → (role, CPU seconds at the last sample)
-    spent: Counter[str] = Counter()
+    # pid → (role, CPU seconds, seconds waited for a core, at the last sample)
+    seen: dict[int, tuple[str, float, float]] = {}
+    spent: defaultdict[str, float] = defaultdict(float)
+    waited: defaultdict[str, float] = defaultdict(float)
 
     def sample(first: bool) -> None:
         for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
@@ -82,15 +101,19 @@ async def cpu_use() -> AsyncIterator[CpuUse]:
             if times is None:
                 continue
             total = times.user + times.system
+            queued = runqueue_seconds(process.pid) or 0.0
             known = seen.get(process.pid)
             if known is None:
                 # Present at the start: count from now. Started since: count all its time.
-                seen[process.pid] = (role(process, bench_pid), total)
+                seen[process.pid] = (role(process, bench_pid), total, queued)
                 if not first:
                     spent[seen[process.pid][0]] += total
+                    waited[seen[process.pid][0]] += queued
                 continue
-            spent[known[0]] += total - known[1]
-            seen[process.pid] = (known[0], total)
+            name, total_before, queued_before = known
+            spent[name] += total - total_before
+            waited[name] += max(queued - queued_before, 0.0)  # a thread ended: less in all
+            seen[process.pid] = (name, total, queued)
 
     async def sampler() -> None:
         while True:
@@ -109,8 +132,11 @@ async def cpu_use() -> AsyncIterator[CpuUse]:
             await task
         await asyncio.to_thread(sample, False)
         result.seconds = time.perf_counter() - started
-        result.cores = {
-            name: value / result.seconds
-            for name, value in sorted(spent.items(), key=lambda item: -item[1])
-            if value > 0
-        }
+        result.cores, result.waiting = (
+            {
+                name: value / result.seconds
+                for name, value in sorted(counter.items(), key=lambda item: -item[1])
+                if value > 0
+            }
+            for counter in (spent, waited)
+        )

@@ -93,9 +93,15 @@ class Report:
             "unit": "cores",
             "of": os.cpu_count(),
             "by_role": {name: round(cores, 2) for name, cores in use.cores.items()},
+            "waiting_by_role": {name: round(cores, 2) for name, cores in use.waiting.items()},
         }
         roles = ", ".join(f"{name} {cores:.2f}" for name, cores in use.cores.items())
         print(f"  cpu during {span}: {use.busy:.2f} of {os.cpu_count()} cores ({roles})")
+        queued = ", ".join(
+            f"{name} {cores:.2f}" for name, cores in use.waiting.items() if cores >= 0.01
+        )
+        if queued:
+            print(f"    waiting for a core: {queued}")
 
     def speed(self, moment: str) -> None:
         """Record and print how fast a core is now (see bench.cpu.loop_milliseconds)."""
