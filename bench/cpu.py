@@ -132,11 +132,10 @@ async def cpu_use() -> AsyncIterator[CpuUse]:
             await task
         await asyncio.to_thread(sample, False)
         result.seconds = time.perf_counter() - started
-        result.cores, result.waiting = (
-            {
-                name: value / result.seconds
-                for name, value in sorted(counter.items(), key=lambda item: -item[1])
-                if value > 0
-            }
-            for counter in (spent, waited)
-        )
+
+        def per_second(seconds: dict[str, float]) -> dict[str, float]:
+            """Seconds per role as cores over the span, the largest first."""
+            ordered = sorted(seconds.items(), key=lambda item: -item[1])
+            return {name: value / result.seconds for name, value in ordered if value > 0}
+
+        result.cores, result.waiting = per_second(spent), per_second(waited)

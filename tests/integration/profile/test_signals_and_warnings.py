@@ -234,7 +234,7 @@ async def test_dev_clock_drives_the_90_day_post_complaint_rule(
         lambda: signals(profile_svc, active), lambda v: v.get("last_transaction_at") is not None
     )
 
-    assert await inactivity_timers(profile_svc, active_complaint) == 1  # fires: deleted
+    assert await inactivity_timers(profile_svc, active_complaint) == 1  # pending till it fires
     await advance(profile_svc, 89 * DAY)
     assert not callbacks.matching(reason(silent, "post_complaint_inactivity"))
     await advance(profile_svc, 2 * DAY)
