@@ -136,7 +136,11 @@ class OutboxRelay:
         lock = select(
             func.pg_try_advisory_xact_lock(func.hashtext(f"outbox.{self.schema}")).label("locked")
         ).subquery("l")
-        unsent = self._unsent_query(0).where(lock.c.locked).lateral("o")
+        # Locked (FOR UPDATE): this read runs in a snapshot taken before the statement took
+        # the schema's lock, so a relay that committed in between would have its rows read
+        # again; locking them re-reads each, and a row it deleted (or marked sent) is left
+        # out instead of being published twice. Later reads start after the lock is held.
+        unsent = self._unsent_query(0).with_for_update().where(lock.c.locked).lateral("o")
         return select(lock.c.locked, *unsent.c).select_from(lock.outerjoin(unsent, true()))
 
     async def _lock_and_read(self, session: AsyncSession) -> tuple[bool, list[Any]]:
@@ -178,16 +182,11 @@ class OutboxRelay:
         return list((await session.execute(self._unsent_query(after))).all())
 
     def _unsent_query(self, after: int) -> Select[Any]:
-        """Locked (FOR UPDATE): the first read runs in a snapshot taken before the statement
-        took the schema's lock, so a relay that committed in between would have its rows
-        read again; locking them re-reads each, and a row it deleted (or marked sent) is left
-        out instead of being published twice."""
         return (
             select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
             .where(outbox.c.sent_at.is_(None), outbox.c.id > after)
             .order_by(outbox.c.id)
             .limit(self._batch_size)
-            .with_for_update()
         )
 
     async def _retire(
