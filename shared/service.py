@@ -96,6 +96,7 @@ class Runtime:
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 batch_size=settings.consumer_batch_size,
                 fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+                pace=settings.consumer_pace_ms / 1000,
                 group_id=group_id(spec.name, sub.name, self.schema),
                 member=member,
             )

@@ -13,6 +13,7 @@ from shared.settings import StewardSettings
 
 class ComplaintsSettings(StewardSettings):
     port: int = Field(default=8002, validation_alias="COMPLAINTS_PORT")
+    consumer_pace_ms: float = Field(default=200, ge=0)  # off the customer-facing path
     # SLA deadlines fall due in crowds (a branch's morning, an outage's end): a second
     # worker fires one batch while another's SQL runs (notifications does the same).
     timer_concurrency: int = Field(default=2, ge=1)

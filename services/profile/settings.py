@@ -13,6 +13,7 @@ from shared.settings import StewardSettings
 
 class ProfileSettings(StewardSettings):
     port: int = Field(default=8004, validation_alias="PROFILE_PORT")
+    consumer_pace_ms: float = Field(default=200, ge=0)  # off the customer-facing path
     profile_decline_ratio: Decimal = Field(default=Decimal("0.70"), gt=0, le=1)
     profile_decline_min_earlier: int = Field(default=6, ge=1)
     profile_browsing_days: int = Field(default=3, ge=2)

@@ -93,6 +93,7 @@ class ConsumerRunner:
         member: int = 0,
         commit_interval: float = 0.5,
         fetch_max_wait_ms: int = 200,
+        pace: float = 0.0,
     ) -> None:
         self.service = service
         self.subscription = subscription
@@ -105,6 +106,7 @@ class ConsumerRunner:
         self._max_attempts = max_handler_attempts
         self._commit_interval = commit_interval
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._pace = pace
         self._processed: dict[TopicPartition, int] = {}  # next offsets, not yet committed
         self._last_commit = 0.0
         self._kafka: AIOKafkaConsumer | None = None
@@ -156,6 +158,7 @@ class ConsumerRunner:
         try:
             while not self._stopping.is_set():
                 batches = await self._kafka.getmany(timeout_ms=200, max_records=self._batch_size)
+                fetched_at = time.monotonic()
                 records = [r for part in batches.values() for r in part]
                 if not records:
                     await self.commit_processed()
@@ -167,6 +170,8 @@ class ConsumerRunner:
                 if time.monotonic() - self._last_commit >= self._commit_interval:
                     await self.commit_processed()
                 await self._record_lag()
+                if len(records) < self._batch_size:
+                    await self._pause(fetched_at)
             await self.commit_processed()
         finally:
             await self._kafka.stop()
@@ -329,6 +334,14 @@ class ConsumerRunner:
         )
         for (topic, outcome), count in outcomes.items():
             EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(count)
+
+    async def _pause(self, fetched_at: float) -> None:
+        """Caught up (a batch short of full): wait until `pace` has passed since the batch
+        was fetched. Partitions whose records wait in the client are not fetched again
+        meanwhile, so each is read from the broker at most once a `pace`."""
+        left = self._pace - (time.monotonic() - fetched_at)
+        if left > 0:
+            await self._sleep(left)
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopped; True when stopping."""

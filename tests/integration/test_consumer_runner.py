@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from shared.contracts.topics import BALANCE_CHANGED, OPS_ALERTS
 from shared.testing.kafka import (
@@ -18,8 +19,10 @@ from shared.testing.kafka import (
     publish,
     value_of,
 )
+from shared.testing.services import running_service, service_settings
 from shared.testing.waiting import eventually
-from tests.integration.probe import effects
+from tests.integration.conftest import make_probe_schema
+from tests.integration.probe import ProbeHandler, effects, probe_spec
 
 pytestmark = pytest.mark.integration
 
@@ -202,3 +205,42 @@ async def test_transient_fault_is_retried_without_commit_then_succeeds_once(
     await eventually(committed, lambda offset: offset > record.offset)
     assert not dead_letters.matching(lambda r: r.key == customer.encode())
     assert await effects_of(probe, customer) == [txn]  # exactly once
+
+
+async def _transactions_of(service, customer: str) -> int:
+    """How many transactions applied the customer's events (now() is per transaction)."""
+    async with service.runtime.sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count(distinct(effects.c.at))).where(effects.c.customer_id == customer)
+            )
+            or 0
+        )
+
+
+async def _trickle(kafka_producer, customer: str, count: int) -> None:
+    """`count` events of one customer (one partition), one every 100 ms."""
+    for n in range(count):
+        await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, f"t{n}"))
+        await asyncio.sleep(0.1)
+
+
+async def test_a_paced_consumer_takes_a_trickle_in_fewer_batches(infra, probe, kafka_producer):
+    """CONSUMER_PACE_MS: caught up, a consumer fetches at most once a pace, so a steady
+    trickle arrives in fewer, larger batches; every event is still processed once. The
+    package's probe (no pace) is the control: it takes the same trickle nearly one by one."""
+    spec = probe_spec(ProbeHandler())
+    schema = infra.new_schema("paced")
+    await make_probe_schema(infra, schema)
+    settings = service_settings(spec, infra, schema=schema, consumer_pace_ms=1000)
+    async with running_service(spec, settings, migrate=False) as paced:
+        customer = customer_id()
+        await _trickle(kafka_producer, customer, 10)
+        for service in (paced, probe):
+            assert sorted(await wait_for_effects(service, customer, 10)) == sorted(
+                f"t{n}" for n in range(10)
+            )
+        # 10 events over about a second: the paced consumer fetches at 0 s and 1 s (and at
+        # most once more on a slow machine); the unpaced one as the events arrive.
+        assert await _transactions_of(paced, customer) <= 3
+        assert await _transactions_of(probe, customer) >= 5
