@@ -86,6 +86,7 @@ class Runtime:
             retention=timedelta(hours=settings.retention_hours),
             keep_sent=timedelta(hours=settings.outbox_keep_sent_hours),
         )
+        self.uow.on_outbox_written(self.relay.wake)
         self.state: dict[str, Any] = {}  # service-specific singletons (policy caches, clients)
         wiring = spec.wire(self)
         self.consumers = [

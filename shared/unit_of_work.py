@@ -161,6 +161,7 @@ class UnitOfWork:
         self.clock = clock
         self.service = service
         self._timer_watchers: list[Callable[[Mapping[tuple[str, str], datetime]], None]] = []
+        self._outbox_watchers: list[Callable[[], None]] = []
 
     def on_timer_scheduled(
         self, watcher: Callable[[Mapping[tuple[str, str], datetime]], None]
@@ -169,6 +170,12 @@ class UnitOfWork:
         due times by (kind, key) (a timer worker of this process wakes for them instead
         of at its next poll)."""
         self._timer_watchers.append(watcher)
+
+    def on_outbox_written(self, watcher: Callable[[], None]) -> None:
+        """Call `watcher()` after each commit that wrote outbox rows: the relay of this
+        process looks at once, without waiting for the NOTIFY to come back through
+        Postgres (which still wakes the relays of other processes)."""
+        self._outbox_watchers.append(watcher)
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[Tx]:
@@ -180,6 +187,9 @@ class UnitOfWork:
             yield tx
             await bulk_writes(session, tx.writes_at_commit())
             await tx.outbox.flush()
+        if tx.outbox.written:
+            for wake in self._outbox_watchers:
+                wake()
         if tx.scheduled:
             for watcher in self._timer_watchers:
                 watcher(tx.scheduled)

@@ -35,6 +35,7 @@ class Outbox:
         self._now = now
         self._occurred_at: orjson.Fragment | None = None  # `now` as JSON, at the first emit
         self._pending: list[OutgoingMessage] = []
+        self.written = 0  # rows flushed into the table
 
     def emit(
         self,
@@ -83,3 +84,4 @@ class Outbox:
         ]
         self._pending = []
         await bulk_copy(self._session, outbox, rows)
+        self.written += len(rows)

@@ -85,6 +85,10 @@ class OutboxRelay:
         self._stopping.set()
         self._wake.set()
 
+    def wake(self) -> None:
+        """Rows were committed in this process: look now (the NOTIFY is on its way too)."""
+        self._wake.set()
+
     async def run(self) -> None:
         """Publish until stopped; survives database and broker outages."""
         listener = asyncio.create_task(self._listen(), name=f"{self.service}-outbox-listen")

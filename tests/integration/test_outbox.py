@@ -299,6 +299,44 @@ async def test_relay_wakes_on_a_copied_outbox_row(relay_schema, tier_topic):
         await task
 
 
+async def test_a_commit_wakes_the_relay_of_its_process_without_the_notify(relay_schema, tier_topic):
+    """`UnitOfWork.on_outbox_written`: a commit that wrote outbox rows wakes this process's
+    relay itself. Here the relay cannot listen (its LISTEN address refuses) and polls only
+    every 600 s, so only that wake can bring the row out in time. A commit without outbox
+    rows, and one rolled back, wake nobody."""
+    relay = OutboxRelay(
+        service="probe",
+        schema=relay_schema.schema,
+        sessions=relay_schema.sessions,
+        producer=relay_schema.producer,
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        poll_interval=600,
+    )
+    wakes: list[int] = []
+    relay_schema.uow.on_outbox_written(lambda: wakes.append(1))
+    relay_schema.uow.on_outbox_written(relay.wake)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(relay_schema.unsent, lambda n: n == 0)
+        await asyncio.sleep(0.5)  # idle, polling every 600 s
+        async with relay_schema.uow() as tx:
+            await tx.session.execute(select(1))
+        with pytest.raises(RuntimeError):
+            async with relay_schema.uow() as tx:
+                tx.emit(TIER_CHANGED, tier_changed("never", 1), key="never")
+                raise RuntimeError("rolled back")
+        assert wakes == []
+        customer = f"K-{uuid.uuid4().hex[:8]}"
+        async with relay_schema.uow() as tx:
+            tx.emit(TIER_CHANGED, tier_changed(customer, 8), key=customer)
+        assert wakes == [1]
+        [record] = await tier_topic.wait_for(lambda r: r.key == customer.encode(), timeout=10)
+        assert value_of(record)["data"]["total_balance"] == "8"
+    finally:
+        relay.stop()
+        await task
+
+
 @pytest.mark.parametrize("keep_sent", [timedelta(0), timedelta(hours=1)], ids=["delete", "keep"])
 async def test_published_rows_are_deleted_or_kept_marked_sent(relay_schema, tier_topic, keep_sent):
     """By default the relay deletes a batch once the broker acknowledged it; with `keep_sent`
