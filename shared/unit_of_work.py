@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import Table, delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.bulk import Upsert, Write, any_of, bulk_copy, bulk_writes, json_text
+from shared.bulk import APPEND_INLINE_ROWS, Upsert, Write, any_of, bulk_copy, bulk_writes, json_text
 from shared.clock import Clock
 from shared.contracts import Contract, Envelope
 from shared.messaging.outbox import Outbox
@@ -53,6 +53,14 @@ class Tx:
             _timer_upsert(list(rows.values())) for rows in self._timers_at_commit.values()
         ]
         return [*self.deferred, *timer_writes]
+
+    async def append(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows that nothing later in the transaction reads back (history, say): a
+        few join the commit's statement, more than `APPEND_INLINE_ROWS` are copied now."""
+        if len(rows) > APPEND_INLINE_ROWS:
+            await bulk_copy(self.session, table, rows)
+        elif rows:
+            self.deferred.append(Upsert(table, rows))
 
     async def schedule(
         self, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None
@@ -185,8 +193,7 @@ class UnitOfWork:
                 session=session, now=now, outbox=Outbox(session, producer=self.service, now=now)
             )
             yield tx
-            await bulk_writes(session, tx.writes_at_commit())
-            await tx.outbox.flush()
+            await tx.outbox.flush(tx.writes_at_commit())
         if tx.outbox.written:
             for wake in self._outbox_watchers:
                 wake()

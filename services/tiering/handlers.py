@@ -112,7 +112,7 @@ class TierLedger:
         """Write tiers (with `also`, in the same statement) and history and move grace
         timers, set-based."""
         await store.save(self.tx.session, *also, store.tiers_upsert(list(self._tiers.values())))
-        await store.append_history(self.tx.session, self._history)
+        await self.tx.append(store.tier_history, self._history)
         await self._grace.apply(self.tx)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.domain import AccountBalance, CustomerBook, TierPolicy
-from shared.bulk import Upsert, any_of, bulk_copy, bulk_writes
+from shared.bulk import Upsert, any_of, bulk_writes
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -263,10 +263,6 @@ async def save(session: AsyncSession, *writes: Upsert) -> None:
     0.2 of a core: a batch waited about 20 ms in its transaction, mostly for its round
     trips."""
     await bulk_writes(session, writes)
-
-
-async def append_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await bulk_copy(session, tier_history, rows)
 
 
 async def current_tier(session: AsyncSession, customer_id: str) -> Any:

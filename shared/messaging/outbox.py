@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import bulk_copy, json_text
+from shared.bulk import APPEND_INLINE_ROWS, Upsert, Write, bulk_copy, bulk_writes, json_text
 from shared.contracts import Contract, Envelope, encode_envelope, event_headers, timestamp_json
 from shared.contracts.topics import TOPICS
 from shared.ids import new_id
@@ -27,7 +28,8 @@ class OutgoingMessage:
 
 
 class Outbox:
-    """Collects a transaction's outgoing messages and writes them in one COPY."""
+    """Collects a transaction's outgoing messages and writes them at its commit: a few in
+    the commit's one statement, more in one COPY."""
 
     def __init__(self, session: AsyncSession, *, producer: str, now: datetime) -> None:
         self._session = session
@@ -74,14 +76,18 @@ class Outbox:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def flush(self) -> None:
-        """Write every queued message into the outbox table (one COPY)."""
-        if not self._pending:
-            return
+    async def flush(self, writes: Sequence[Write] = ()) -> None:
+        """Write every queued message into the outbox table, with `writes` (the
+        transaction's deferred writes): a few messages in the same statement, one round
+        trip in all; more than `APPEND_INLINE_ROWS` by COPY after it."""
         rows = [
             {"topic": m.topic, "key": m.key, "value": m.value, "headers": json_text(m.headers)}
             for m in self._pending
         ]
         self._pending = []
-        await bulk_copy(self._session, outbox, rows)
+        if len(rows) > APPEND_INLINE_ROWS:
+            await bulk_writes(self._session, writes)
+            await bulk_copy(self._session, outbox, rows)
+        else:
+            await bulk_writes(self._session, [*writes, Upsert(outbox, rows)])
         self.written += len(rows)

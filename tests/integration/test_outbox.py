@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaTimeoutError
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.bulk import APPEND_INLINE_ROWS
 from shared.clock import DevClock
 from shared.contracts.events import TierChanged
 from shared.contracts.topics import TIER_CHANGED
@@ -28,6 +29,7 @@ from shared.testing.kafka import TopicWatcher, value_of
 from shared.testing.waiting import eventually
 from shared.unit_of_work import UnitOfWork
 from tests.integration.conftest import make_probe_schema
+from tests.integration.probe import effects as probe_effects
 
 pytestmark = pytest.mark.integration
 
@@ -254,35 +256,62 @@ async def _outbox_rows(session: AsyncSession, key: str) -> int:
     return int(await session.scalar(query) or 0)
 
 
-@pytest.mark.parametrize("first_statement", [True, False], ids=["copy", "first-in-transaction"])
+@pytest.mark.parametrize("begun", [True, False], ids=["begun", "first-in-transaction"])
+@pytest.mark.parametrize(
+    "messages", [1, APPEND_INLINE_ROWS + 1], ids=["in-the-commit-statement", "copied"]
+)
 async def test_outbox_rows_are_written_in_the_transaction_and_undone_with_it(
-    relay_schema, first_statement
+    relay_schema, begun, messages
 ):
-    """The outbox is written with COPY once the transaction has begun (and with INSERT when
-    it is the transaction's first statement): either way a later failure takes it back."""
+    """A few messages are inserted in the commit's statement, more are copied (COPY once the
+    transaction has begun, INSERT when they are its first statement); a later failure
+    takes them back either way. Appended rows (`Tx.append`) go the same ways."""
     customer = f"C-{uuid.uuid4().hex[:8]}"
+    effects = [
+        {"event_id": f"e{n}", "customer_id": customer, "txn_id": "t"} for n in range(messages)
+    ]
     with pytest.raises(RuntimeError):
         async with relay_schema.uow() as tx:
-            if first_statement:
+            if begun:
                 await tx.session.execute(select(1))
-            tx.emit(TIER_CHANGED, tier_changed(customer, 1), key=customer)
-            await tx.outbox.flush()
-            assert await _outbox_rows(tx.session, customer) == 1
+            await tx.append(probe_effects, effects)
+            for n in range(messages):
+                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+            await tx.outbox.flush(tx.writes_at_commit())
+            assert await _outbox_rows(tx.session, customer) == messages
+            assert await _effects_of(tx.session, customer) == messages
             raise RuntimeError("the state change failed after the outbox was written")
     async with relay_schema.sessions() as session:
         assert await _outbox_rows(session, customer) == 0
+        assert await _effects_of(session, customer) == 0
 
     async with relay_schema.uow() as tx:
-        await tx.session.execute(select(1))
-        for total in range(3):
-            tx.emit(TIER_CHANGED, tier_changed(customer, total), key=customer)
+        if begun:
+            await tx.session.execute(select(1))
+        await tx.append(probe_effects, effects)
+        for n in range(messages):
+            tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
     async with relay_schema.sessions() as session:
-        assert await _outbox_rows(session, customer) == 3
+        assert await _outbox_rows(session, customer) == messages
+        assert await _effects_of(session, customer) == messages
 
 
-async def test_relay_wakes_on_a_copied_outbox_row(relay_schema, tier_topic):
-    """The outbox trigger's NOTIFY fires for COPY as for INSERT: with a poll interval far
-    beyond the wait, only the notification can bring the row out in time."""
+async def _effects_of(session: AsyncSession, customer: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(probe_effects)
+        .where(probe_effects.c.customer_id == customer)
+    )
+    return int(await session.scalar(query) or 0)
+
+
+@pytest.mark.parametrize(
+    "messages", [1, APPEND_INLINE_ROWS + 1], ids=["in-the-commit-statement", "copied"]
+)
+async def test_relay_wakes_on_outbox_rows_however_written(relay_schema, tier_topic, messages):
+    """The outbox trigger's NOTIFY fires for the INSERT inside the commit's statement (a
+    few messages) as for a COPY (more): with a poll interval far beyond the wait, only the
+    notification can bring the rows out in time. Either way they go out in emit order."""
     relay = relay_schema.relay(poll_interval=600)
     task = asyncio.create_task(relay.run())
     try:
@@ -291,9 +320,12 @@ async def test_relay_wakes_on_a_copied_outbox_row(relay_schema, tier_topic):
         customer = f"W-{uuid.uuid4().hex[:8]}"
         async with relay_schema.uow() as tx:
             await tx.session.execute(select(1))
-            tx.emit(TIER_CHANGED, tier_changed(customer, 7), key=customer)
-        [record] = await tier_topic.wait_for(lambda r: r.key == customer.encode(), timeout=10)
-        assert value_of(record)["data"]["total_balance"] == "7"
+            for n in range(messages):
+                tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
+        records = await tier_topic.wait_for(
+            lambda r: r.key == customer.encode(), count=messages, timeout=10
+        )
+        assert totals_by_key(records)[customer.encode()] == list(range(messages))
     finally:
         relay.stop()
         await task
