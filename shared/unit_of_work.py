@@ -15,7 +15,7 @@ from shared.bulk import APPEND_INLINE_ROWS, Upsert, Write, any_of, bulk_copy, bu
 from shared.clock import Clock
 from shared.contracts import Contract, Envelope
 from shared.messaging.outbox import Outbox
-from shared.tables import timers
+from shared.tables import outbox, timers
 
 # What moving an existing timer resets (it fires again, once, at its new time).
 _RESCHEDULE = {"fired_at": "NULL", "attempts": "0", "last_error": "NULL", "created_at": "now()"}
@@ -31,6 +31,7 @@ class Tx:
     # (kind, key) → due time of each timer set here, as the last schedule of it said
     scheduled: dict[tuple[str, str], datetime] = field(default_factory=dict, init=False)
     deferred: list[Write] = field(default_factory=list, init=False)  # see write_at_commit
+    written: int = field(default=0, init=False)  # outbox messages written (see flush)
     # kind → key → timer row, see schedule_at_commit
     _timers_at_commit: dict[str, dict[str, dict[str, Any]]] = field(
         default_factory=dict, init=False
@@ -44,15 +45,22 @@ class Tx:
 
     def write_at_commit(self, *writes: Write) -> None:
         """Queue writes that nothing in this transaction reads back: they run together, in
-        one statement (`bulk_writes`), just before the outbox and the commit."""
+        the commit's one statement (`flush`)."""
         self.deferred.extend(writes)
 
-    def writes_at_commit(self) -> list[Write]:
-        """What `write_at_commit` and `schedule_at_commit` queued, for the commit."""
+    async def flush(self) -> None:
+        """Write what waits for the commit: the outbox's messages, the rows `append` and
+        `write_at_commit` and `schedule_at_commit` queued; in one statement unless more
+        than `APPEND_INLINE_ROWS` rows are appended at once (copied before it)."""
+        messages = self.outbox.take_rows()
+        self.written += len(messages)
+        await self.append(outbox, messages)
         timer_writes = [
             _timer_upsert(list(rows.values())) for rows in self._timers_at_commit.values()
         ]
-        return [*self.deferred, *timer_writes]
+        writes = [*self.deferred, *timer_writes]
+        self.deferred, self._timers_at_commit = [], {}
+        await bulk_writes(self.session, writes)
 
     async def append(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows that nothing later in the transaction reads back (history, say): a
@@ -189,12 +197,10 @@ class UnitOfWork:
     async def __call__(self) -> AsyncIterator[Tx]:
         async with self.sessions() as session, session.begin():
             now = self.clock.now()
-            tx = Tx(
-                session=session, now=now, outbox=Outbox(session, producer=self.service, now=now)
-            )
+            tx = Tx(session=session, now=now, outbox=Outbox(producer=self.service, now=now))
             yield tx
-            await tx.outbox.flush(tx.writes_at_commit())
-        if tx.outbox.written:
+            await tx.flush()
+        if tx.written:
             for wake in self._outbox_watchers:
                 wake()
         if tx.scheduled:

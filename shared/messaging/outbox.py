@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import APPEND_INLINE_ROWS, Upsert, Write, bulk_copy, bulk_writes, json_text
+from shared.bulk import json_text
 from shared.contracts import Contract, Envelope, encode_envelope, event_headers, timestamp_json
 from shared.contracts.topics import TOPICS
 from shared.ids import new_id
-from shared.tables import outbox
 
 
 @dataclass(frozen=True)
@@ -28,16 +25,13 @@ class OutgoingMessage:
 
 
 class Outbox:
-    """Collects a transaction's outgoing messages and writes them at its commit: a few in
-    the commit's one statement, more in one COPY."""
+    """Collects a transaction's outgoing messages; its commit writes them (`Tx.flush`)."""
 
-    def __init__(self, session: AsyncSession, *, producer: str, now: datetime) -> None:
-        self._session = session
+    def __init__(self, *, producer: str, now: datetime) -> None:
         self._producer = producer
         self._now = now
         self._occurred_at: orjson.Fragment | None = None  # `now` as JSON, at the first emit
         self._pending: list[OutgoingMessage] = []
-        self.written = 0  # rows flushed into the table
 
     def emit(
         self,
@@ -76,18 +70,12 @@ class Outbox:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def flush(self, writes: Sequence[Write] = ()) -> None:
-        """Write every queued message into the outbox table, with `writes` (the
-        transaction's deferred writes): a few messages in the same statement, one round
-        trip in all; more than `APPEND_INLINE_ROWS` by COPY after it."""
+    def take_rows(self) -> list[dict[str, Any]]:
+        """The queued messages as outbox rows, for the commit to write (`Tx.flush`); the
+        queue is left empty."""
         rows = [
             {"topic": m.topic, "key": m.key, "value": m.value, "headers": json_text(m.headers)}
             for m in self._pending
         ]
         self._pending = []
-        if len(rows) > APPEND_INLINE_ROWS:
-            await bulk_writes(self._session, writes)
-            await bulk_copy(self._session, outbox, rows)
-        else:
-            await bulk_writes(self._session, [*writes, Upsert(outbox, rows)])
-        self.written += len(rows)
+        return rows

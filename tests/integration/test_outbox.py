@@ -277,7 +277,7 @@ async def test_outbox_rows_are_written_in_the_transaction_and_undone_with_it(
             await tx.append(probe_effects, effects)
             for n in range(messages):
                 tx.emit(TIER_CHANGED, tier_changed(customer, n), key=customer)
-            await tx.outbox.flush(tx.writes_at_commit())
+            await tx.flush()
             assert await _outbox_rows(tx.session, customer) == messages
             assert await _effects_of(tx.session, customer) == messages
             raise RuntimeError("the state change failed after the outbox was written")
