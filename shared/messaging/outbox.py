@@ -66,10 +66,6 @@ class Outbox:
         """Queue a raw message (dead letters keep the original value untouched)."""
         self._pending.append(message)
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
     def take_rows(self) -> list[dict[str, Any]]:
         """The queued messages as outbox rows, for the commit to write (`Tx.flush`); the
         queue is left empty."""
