@@ -14,7 +14,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01", "55P03")
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it (cause, context, a DBAPI error's original)."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -28,7 +29,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def is_transient(exc: BaseException) -> bool:
     """True for faults of the infrastructure (DB or broker down, timeouts), not of the input."""
-    for cause in _chain(exc):
+    for cause in causes(exc):
         if isinstance(cause, ConnectionError | TimeoutError | OSError | PoolTimeout):
             return True
         if isinstance(cause, DisconnectionError):

@@ -66,6 +66,7 @@ class _Assignment(ConsumerRebalanceListener):
         self._runner.assignment_changed.set()
 
     async def on_partitions_assigned(self, assigned: object) -> None:
+        self._runner.claim_first = True  # what was done after the last offset commit comes again
         self._runner.assignment_changed.set()
 
 
@@ -114,6 +115,7 @@ class ConsumerRunner:
         self.assignment_changed = asyncio.Event()
         self.lag: int | None = None  # behind the fetched high-water marks; None until known
         self._lag_as_of = 0.0  # wall-clock seconds of the oldest high-water mark behind `lag`
+        self.claim_first = True  # see `_apply`
 
     @property
     def assigned(self) -> bool:
@@ -291,31 +293,28 @@ class ConsumerRunner:
         raise RuntimeError("handler rejected an event that is not in its batch") from rejected
 
     async def _apply(self, items: list[_Item]) -> None:
-        """One transaction: claim ids in the inbox, handle the new events, dead-letter the bad."""
+        """One transaction: handle the batch's new events, dead-letter the bad, record their
+        ids in the inbox. Recorded with the commit (one round trip fewer) unless duplicates
+        are likely: after the consumer got partitions (records processed before the last
+        offset commit are read again) and after a batch that held some, until a batch
+        holds none. A duplicate recorded with the commit fails it; the batch then runs
+        again, claiming first."""
         started = time.perf_counter()
-        async with self._uow() as tx:
-            fresh_ids = await inbox.claim(
-                tx.session, self.consumer_name, (i.dedupe_id for i in items)
-            )
-            fresh: list[_Item] = []
-            for item in items:
-                if item.dedupe_id in fresh_ids:
-                    fresh_ids.discard(item.dedupe_id)  # a duplicate inside the batch counts once
-                    fresh.append(item)
-            events = [i.event for i in fresh if i.problem is None and i.event is not None]
-            if events:
-                await self.subscription.handler(tx, events)
-            for item in fresh:
-                if item.problem is not None:
-                    dead_letter(
-                        tx,
-                        item.record,
-                        service=self.service,
-                        consumer=self.consumer_name,
-                        error_type=item.problem.error_type,
-                        reason=item.problem.reason,
-                        at=tx.now,
-                    )
+        first: dict[str, _Item] = {}
+        for item in items:
+            first.setdefault(item.dedupe_id, item)  # a duplicate inside the batch counts once
+        batch = list(first.values())
+        fresh: list[_Item] | None = None
+        if not self.claim_first:
+            try:
+                fresh = await self._transaction(batch, claim_first=False)
+            except Exception as exc:
+                if not inbox.is_duplicate(exc):
+                    raise
+                self.claim_first = True
+        if fresh is None:
+            fresh = await self._transaction(batch, claim_first=True)
+            self.claim_first = len(fresh) < len(batch)
         HANDLER_SECONDS.labels(self.service, self.subscription.name).observe(
             time.perf_counter() - started
         )
@@ -334,6 +333,33 @@ class ConsumerRunner:
         )
         for (topic, outcome), count in outcomes.items():
             EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(count)
+
+    async def _transaction(self, batch: list[_Item], *, claim_first: bool) -> list[_Item]:
+        """Handle `batch` (distinct ids) in one transaction; returns the items it took as
+        new: all of them, or with `claim_first` those the inbox had not seen."""
+        async with self._uow() as tx:
+            if claim_first:
+                new = await inbox.claim(
+                    tx.session, self.consumer_name, (i.dedupe_id for i in batch)
+                )
+                batch = [i for i in batch if i.dedupe_id in new]
+            events = [i.event for i in batch if i.problem is None and i.event is not None]
+            if events:
+                await self.subscription.handler(tx, events)
+            for item in batch:
+                if item.problem is not None:
+                    dead_letter(
+                        tx,
+                        item.record,
+                        service=self.service,
+                        consumer=self.consumer_name,
+                        error_type=item.problem.error_type,
+                        reason=item.problem.reason,
+                        at=tx.now,
+                    )
+            if not claim_first:
+                await inbox.record(tx, self.consumer_name, (i.dedupe_id for i in batch))
+        return batch
 
     async def _pause(self, fetched_at: float) -> None:
         """Caught up (a batch short of full): wait until `pace` has passed since the batch

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import distinct, func, select
 
+from shared.bulk import APPEND_INLINE_ROWS
 from shared.contracts.topics import BALANCE_CHANGED, OPS_ALERTS
 from shared.testing.kafka import (
     TopicWatcher,
@@ -111,6 +112,38 @@ async def test_events_consumed_are_counted_once_each_by_outcome(probe, kafka_pro
         lambda: _deltas(before), lambda d: d["processed"] >= 2 and d["dead_lettered"] >= 1
     )
     assert counted == {"processed": 2, "duplicate": 1, "dead_lettered": 1}
+
+
+@pytest.mark.parametrize("copies", [1, APPEND_INLINE_ROWS + 1])
+async def test_a_copy_of_an_event_processed_earlier_fails_its_commit_and_has_no_effect(
+    probe, probe_handler, kafka_producer, copies
+):
+    """Past a batch without duplicates, the inbox ids are written with the commit (a few in
+    its statement, more copied): a copy of an event processed in an earlier batch is handled
+    in a transaction that cannot commit, then dropped when the batch runs again."""
+    customer = customer_id()
+    copied = [f"{customer}:copy:{n}" for n in range(copies)]
+    events = [balance_event(customer, txn) for txn in copied]
+    for event in [*events, balance_event(customer, "first marker")]:
+        await publish(kafka_producer, BALANCE_CHANGED, event)
+    await wait_for_effects(probe, customer, copies + 1)
+    duplicates = consumed("duplicate")
+
+    for event in [*events, balance_event(customer, "second marker")]:
+        await publish(kafka_producer, BALANCE_CHANGED, event)
+    found = await wait_for_effects(probe, customer, copies + 2)
+
+    assert sorted(found) == sorted([*copied, "first marker", "second marker"])
+    assert (
+        await eventually(lambda: _value(consumed("duplicate") - duplicates), lambda d: d >= copies)
+        == copies
+    )
+    # Handled again (in the transaction the inbox refused), but never a third time.
+    assert max(probe_handler.attempts[txn] for txn in copied) == 2
+
+
+async def _value(value: float) -> float:
+    return value
 
 
 async def _deltas(before: dict[str, float]) -> dict[str, float]:
