@@ -150,8 +150,8 @@ def _timer_upsert(rows: Sequence[dict[str, Any]]) -> Upsert:
 
 class TimerMoves:
     """Timers of one kind to schedule or cancel, collected over a batch and applied at its
-    end in two statements (one round trip per key otherwise). Per key the last move
-    collected is the one applied."""
+    end: the cancels in one statement, the schedules with the commit (one round trip per
+    key otherwise). Per key the last move collected is the one applied."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -166,7 +166,7 @@ class TimerMoves:
     async def apply(self, tx: Tx) -> None:
         moves = self._moves.items()
         await tx.cancel_many(self.kind, (key for key, move in moves if move is None))
-        await tx.schedule_many(self.kind, [(key, *move) for key, move in moves if move is not None])
+        tx.schedule_at_commit(self.kind, [(key, *move) for key, move in moves if move is not None])
 
 
 class UnitOfWork:

@@ -108,10 +108,16 @@ class TierLedger:
         book.tier = outcome.tier
         book.grace_until = outcome.grace_until
 
-    async def flush(self, *also: Upsert) -> None:
+    async def flush(self, *also: Upsert, at_commit: bool = False) -> None:
         """Write tiers (with `also`, in the same statement) and history and move grace
-        timers, set-based."""
-        await store.save(self.tx.session, *also, store.tiers_upsert(list(self._tiers.values())))
+        timers, set-based. `at_commit`: the tiers and `also` are written with the commit,
+        in its one statement, for a transaction that reads none of them back (a sweep's
+        next chunk would)."""
+        writes = (*also, store.tiers_upsert(list(self._tiers.values())))
+        if at_commit:
+            self.tx.write_at_commit(*writes)
+        else:
+            await store.save(self.tx.session, *writes)
         await self.tx.append(store.tier_history, self._history)
         await self._grace.apply(self.tx)
 
@@ -166,6 +172,7 @@ class ApplyBalanceChanges:
                     for cid in sorted(touched)
                 ]
             ),
+            at_commit=True,
         )
 
 
