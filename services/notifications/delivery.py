@@ -154,9 +154,10 @@ class _Writes:
             )
         )
 
-    async def flush(self, tx: Tx) -> None:
+    def flush(self, tx: Tx) -> None:
+        """Everything, with the commit's statement."""
         tx.write_at_commit(*store.delivery_writes(self.attempts, self.receipts, self.states))
-        await tx.schedule_many(DELIVER, self.timers)
+        tx.schedule_at_commit(DELIVER, self.timers)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class DeliverNotifications:
                 break
         for row in pending:  # left for the next transaction
             writes.again(row, tx.now)
-        await writes.flush(tx)
+        writes.flush(tx)
 
     async def _round(
         self,

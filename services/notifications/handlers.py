@@ -197,7 +197,7 @@ async def record_notifications(tx: Tx, events: list[Envelope[Any]]) -> None:
     inserted = await store.insert_notifications(tx.session, rows)
     for row in inserted:
         emit_status(tx, row, "queued", None, causation=causes[row.source_event_id])
-    await tx.schedule_many(
+    tx.schedule_at_commit(  # with the commit's statement: nothing here reads them back
         DELIVER,
         [
             (delivery_key(r.notification_id, 0), tx.now, {"notification_id": r.notification_id})
