@@ -17,7 +17,7 @@ class NotificationsSettings(StewardSettings):
     timer_concurrency: int = Field(default=2, ge=1)
     # Tier changes, SLA alerts and callbacks reach customers through here: the shorter
     # fetch wait of tiering (see services/tiering/settings.py for the figures).
-    consumer_fetch_max_wait_ms: int = Field(default=50, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=25, ge=1)
 
     notifications_sms_provider: Literal["sandbox", "http"] = Field(
         default="sandbox", description="`http` = the SMS gateway below; `sandbox` in dev"
