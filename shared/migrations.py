@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db import check_schema_name, create_engine, ensure_schema, migration_lock
 from shared.ratelimit import rate_limit_metadata
-from shared.tables import create_platform_objects, platform_metadata
+from shared.tables import CLAIM_TIMERS_FUNCTION, create_platform_objects, platform_metadata
 
 
 def create_platform_tables() -> None:
@@ -47,6 +47,18 @@ def drop_fired_timers_index() -> None:
     op.execute("DROP INDEX IF EXISTS timers_fired_at")
 
 
+def create_timer_claim() -> None:
+    """The timer workers' claim as a function (shared.tables.CLAIM_TIMERS_FUNCTION), for
+    schemas created before it; a new schema's first revision already creates it. Replaced
+    in place: a later revision that changes it calls this again."""
+    op.execute(CLAIM_TIMERS_FUNCTION)
+
+
+def drop_timer_claim() -> None:
+    """Reverse of create_timer_claim (the workers of older releases claim with statements)."""
+    op.execute("DROP FUNCTION IF EXISTS claim_timers(text[], timestamptz, integer)")
+
+
 def create_rate_limit_table() -> None:
     """Create the rate-limit counters (for services that limit per customer)."""
     rate_limit_metadata.create_all(op.get_bind())
@@ -56,6 +68,7 @@ def drop_platform_tables() -> None:
     """Reverse of create_platform_tables (a service's first revision's downgrade)."""
     platform_metadata.drop_all(op.get_bind())
     op.execute("DROP FUNCTION IF EXISTS outbox_notify()")
+    drop_timer_claim()
 
 
 def alembic_config(migrations_dir: Path, database_url: str, schema: str) -> Config:

@@ -84,11 +84,66 @@ FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
 """
 
 
+# A timer worker's look, in one round trip: the due timers of the kinds ($1) due by $2,
+# oldest first, at most $3, locked (those another worker holds are skipped); and, when it
+# took fewer than $3, one more row holding only `next_due`: when the first pending timer of
+# those kinds that it did not take falls due (NULL: none is pending). Timers are served by
+# `timers_pending` in claim order, reading only the rows returned, for two reasons:
+#
+# - `claim_timers` plans without bitmap scans. On a table never analyzed since its timers
+#   arrived (a new schema; a burst scheduled after a quiet spell) the planner estimated
+#   100,000 due timers at one row, ANDed the bitmaps of `timers_pending` and the
+#   (kind, key) index, and sorted every due timer on disk to lock 500: 35 to 155 ms a
+#   claim, against 0.2 ms in index order. The look ahead did the same with every pending
+#   timer (6 to 37 ms with 12,000 to 200,000 pending, against 0.03 ms).
+# - `$2` reaches the planner as a sub-select, a value it cannot look up in the column's
+#   statistics. Taken as a constant, it let statistics gathered while every pending timer
+#   lay in the future (the usual state) estimate a mass of timers falling due at once at a
+#   handful of rows, and the planner then read and sorted every due timer to lock the
+#   first `$3`: 80 to 120 ms a claim with 100,000 due, against 0.3 ms in index order.
+#
+# Before, the worker sent the planner setting, the claim, the look ahead and a reset of the
+# setting as four statements.
+CLAIM_TIMERS_QUERY = """
+WITH claimed AS MATERIALIZED (
+    SELECT t.id, t.kind, t.key, t.due_at, t.payload FROM timers AS t
+    WHERE t.fired_at IS NULL AND t.due_at <= (SELECT $2::timestamptz)
+      AND t.kind = ANY ($1::text[])
+    ORDER BY t.due_at, t.id
+    LIMIT $3::integer
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.id, c.kind, c.key, c.due_at, c.payload, NULL::timestamptz FROM claimed AS c
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, (
+    SELECT t.due_at FROM timers AS t
+    WHERE t.fired_at IS NULL AND t.kind = ANY ($1::text[])
+      AND t.id <> ALL (ARRAY(SELECT c.id FROM claimed AS c))
+    ORDER BY t.due_at, t.id
+    LIMIT 1
+)
+WHERE (SELECT count(*) FROM claimed) < $3::integer
+"""
+
+# The SET clause holds for the function's statement only: the handlers after it, in the
+# same transaction, plan freely.
+CLAIM_TIMERS_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION claim_timers(text[], timestamptz, integer)
+RETURNS TABLE (
+    id bigint, kind text, key text, due_at timestamptz, payload jsonb, next_due timestamptz
+)
+LANGUAGE sql VOLATILE SET enable_bitmapscan = off
+AS $$ {CLAIM_TIMERS_QUERY} $$;
+"""
+
+
 def create_platform_objects(connection: Connection) -> None:
-    """Create outbox, inbox, timers and the outbox NOTIFY trigger in the current schema."""
+    """Create outbox, inbox, timers, the outbox NOTIFY trigger and the timer claim in the
+    current schema."""
     platform_metadata.create_all(connection)
     connection.execute(sql_text(OUTBOX_NOTIFY_FUNCTION))
     connection.execute(sql_text(OUTBOX_NOTIFY_TRIGGER))
+    connection.execute(sql_text(CLAIM_TIMERS_FUNCTION))
 
 
 def outbox_channel(schema: str) -> str:

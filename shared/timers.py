@@ -16,16 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, ScalarSelect, Select, literal, select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import Delete, any_of
+from shared.bulk import Delete
 from shared.clock import Clock, DevClock
 from shared.contracts.events import OpsAlert
 from shared.contracts.topics import OPS_ALERTS
@@ -51,85 +50,34 @@ class DueTimer:
 TimerHandler = Callable[[Tx, list[DueTimer]], Awaitable[None]]
 
 
-def claim_statement(kinds: Iterable[str], now: datetime, limit: int) -> Select[Any]:
-    """The due timers of these kinds, oldest first, locked; those another worker holds are
-    skipped. Served by the `timers_pending` index in this order, it reads `limit` rows. Its
-    columns are DueTimer's fields, in their order (a claim builds them by position).
-
-    `now` reaches the planner as a sub-select, a value it cannot look up in the column's
-    statistics. Taken as a constant, it let statistics gathered while every pending timer
-    lay in the future (the usual state) estimate a mass of timers falling due at once at a
-    handful of rows, and the planner then read and sorted every due timer to lock the
-    first `limit`: 80 to 120 ms a claim with 100,000 due, against 0.3 ms in index order."""
-    return (
-        select(timers.c.id, timers.c.kind, timers.c.key, timers.c.due_at, timers.c.payload)
-        .where(
-            timers.c.fired_at.is_(None),
-            timers.c.due_at <= unestimated(now),
-            any_of(timers.c.kind, kinds),
-        )
-        .order_by(timers.c.due_at, timers.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+# A worker's look (shared.tables.CLAIM_TIMERS_QUERY): its due timers, and when it took
+# fewer than it asked for, a row of only the next pending timer's due time.
+_CLAIM = text(
+    "SELECT * FROM claim_timers(CAST(:kinds AS text[]), CAST(:due_by AS timestamptz), :batch)"
+)
 
 
-# A claim plans with bitmap scans off, so it reads the `timers_pending` index in claim order
-# whatever the statistics say. On a table never analyzed since its timers arrived (a new
-# schema; a burst scheduled after a quiet spell) the planner estimated 100,000 due timers
-# at one row, ANDed the bitmaps of `timers_pending` and the (kind, key) index, and sorted
-# every due timer on disk to lock 500: 35 to 155 ms a claim, against 0.2 ms in index order.
-_BITMAP_SCANS_OFF = text("SET LOCAL enable_bitmapscan = off")
-_BITMAP_SCANS_RESET = text("RESET enable_bitmapscan")  # the rest of the transaction plans freely
+@dataclass(frozen=True)
+class Look:
+    """What one claim found: the timers it took (in due order), and, when they were fewer
+    than it asked for, when the first pending timer it did not take falls due (None: none
+    is pending, or it took a full batch)."""
+
+    due: list[DueTimer]
+    next_due: datetime | None
 
 
-@asynccontextmanager
-async def index_order(session: AsyncSession) -> AsyncIterator[None]:
-    """Statements run inside plan without bitmap scans: a claim reads in index order. (A
-    statement that fails inside aborts the transaction, whose rollback undoes the SET.)"""
-    await session.execute(_BITMAP_SCANS_OFF)
-    yield
-    await session.execute(_BITMAP_SCANS_RESET)
-
-
-def unestimated(moment: datetime) -> ScalarSelect[Any]:
-    """`moment` as `(SELECT $1)`: the planner assumes a generic share of rows on either side
-    of it instead of reading one from the column's histogram (see `claim_statement`)."""
-    return select(literal(moment, DateTime(timezone=True))).scalar_subquery()
-
-
-def _next_due(kinds: Iterable[str], besides: Iterable[int]) -> Select[Any]:
-    """The due time of the first pending timer of these kinds in `timers_pending` order,
-    other than `besides` (ids).
-
-    Not `min(due_at)`: estimating one matching row, Postgres 15 planned the aggregate over
-    the whole index (20,000 entries read for the first)."""
-    return (
-        select(timers.c.due_at)
-        .where(
-            timers.c.fired_at.is_(None),
-            any_of(timers.c.kind, kinds),
-            ~any_of(timers.c.id, besides),
-        )
-        .order_by(timers.c.due_at, timers.c.id)
-        .limit(1)
-    )
-
-
-async def next_due(
-    session: AsyncSession, kinds: Iterable[str], besides: Iterable[int] = ()
-) -> datetime | None:
-    """When the earliest pending timer of these kinds, other than the ids `besides` (those
-    this transaction has claimed), falls due, read in index order: the first entry of
-    `timers_pending` of one of the kinds.
-
-    Every claim that takes less than a full batch asks. Planned freely on a table not
-    analyzed since its timers arrived, the look ANDed the bitmaps of `timers_pending` and
-    the (kind, key) index and read every pending timer. In the complaints service under
-    POST load that was 6 to 12 ms a look with 12,000 to 26,000 pending and 18 ms on average
-    up to 65,000; 37 ms with 200,000. The one entry it needs takes 0.03 ms. The caller has
-    turned bitmap scans off (`index_order`), as a worker has for its claim."""
-    return await session.scalar(_next_due(kinds, besides))
+async def claim(session: AsyncSession, kinds: Iterable[str], now: datetime, limit: int) -> Look:
+    """Claim up to `limit` timers of these kinds due by `now`, oldest first, locked for the
+    transaction; those another worker holds are skipped."""
+    params = {"kinds": sorted(kinds), "due_by": now, "batch": limit}
+    due, next_due = [], None
+    for id_, kind, key, due_at, payload, look_ahead in await session.execute(_CLAIM, params):
+        if id_ is None:
+            next_due = look_ahead
+        else:
+            due.append(DueTimer(id_, kind, key, due_at, payload))
+    return Look(due, next_due)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -265,23 +213,18 @@ class TimerWorker:
         self._wake.clear()  # a wake-up for this look must not cut short a backoff after it
         try:
             async with self._uow() as tx:
-                await tx.session.execute(_BITMAP_SCANS_OFF)
                 # A timer committed before the claim runs is the claim's to find: only one
                 # committed from here on calls for another look. (In the notifications
                 # service at 500 postings/s, 699 of 1,457 looks in 60 s found nothing.)
                 self._scheduled_since = None
-                due = await self._claim(tx)
+                # The look ahead comes with the claim: a look after the batch cost 5 round
+                # trips (in the notifications service at 500 postings/s, 1,197 looks after
+                # 926 deliveries, 3 to 6 ms each).
+                look = await self._claim(tx)
+                due, self._next_due = look.due, look.next_due
                 self._claimed = {(t.kind, t.key): t.due_at for t in due}
                 self._looked_at = tx.now
-                if len(due) < self._batch_size:
-                    # Still in index order. Asked here, not by another look after the
-                    # batch: that look cost 5 round trips (in the notifications service at
-                    # 500 postings/s, 1,197 looks after 926 deliveries, 3 to 6 ms each).
-                    self._next_due = await next_due(
-                        tx.session, self._handlers, besides=[t.id for t in due]
-                    )
                 if due:
-                    await tx.session.execute(_BITMAP_SCANS_RESET)  # the handlers plan freely
                     await self._dispatch(tx, due)
             return len(due)
         except Exception as exc:
@@ -291,11 +234,8 @@ class TimerWorker:
             log.warning("timer batch failed, firing one by one: %r", exc)
             return await self._fire_singly()
 
-    async def _claim(self, tx: Tx, *, limit: int | None = None) -> list[DueTimer]:
-        """Claim due timers; the caller has turned bitmap scans off (`index_order`)."""
-        claim = claim_statement(self._handlers, tx.now, limit or self._batch_size)
-        rows = (await tx.session.execute(claim)).all()
-        return [DueTimer(*row) for row in rows]  # the claim selects DueTimer's fields in order
+    async def _claim(self, tx: Tx, *, limit: int | None = None) -> Look:
+        return await claim(tx.session, self._handlers, tx.now, limit or self._batch_size)
 
     async def _dispatch(self, tx: Tx, due: list[DueTimer]) -> None:
         by_kind: dict[str, list[DueTimer]] = defaultdict(list)
@@ -320,8 +260,7 @@ class TimerWorker:
         for _ in range(self._batch_size):
             try:
                 async with self._uow() as tx:
-                    async with index_order(tx.session):
-                        due = await self._claim(tx, limit=1)
+                    due = (await self._claim(tx, limit=1)).due
                     if not due:
                         return fired
                     await self._dispatch(tx, due)

@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints import store
@@ -26,8 +25,9 @@ from services.tiering.app import SPEC as TIERING
 from shared.bulk import bulk_writes
 from shared.db import asyncpg_dsn, create_engine, ensure_schema
 from shared.migrations import alembic_config, upgrade
+from shared.tables import CLAIM_TIMERS_QUERY
 from shared.testing.infra import Infrastructure
-from shared.timers import claim_statement, index_order
+from shared.timers import DueTimer
 from tests.unit.complaints.test_complaint import T0, H, new
 
 pytestmark = pytest.mark.integration
@@ -89,20 +89,42 @@ async def _claim_plan(
 async def _explain_claim(
     database_url: str, schema: str, now: datetime, kinds: tuple[str, ...] = ("k",)
 ) -> dict[str, object]:
-    """EXPLAIN ANALYZE of a claim of 500 timers of these kinds due by `now`, run as the
-    timer worker runs its claims (`index_order`)."""
-    claim = claim_statement(kinds, now, 500).compile(dialect=PGDialect_asyncpg())
-    params = [claim.params[name] for name in claim.positiontup or ()]
-    engine = create_engine(database_url, schema, application_name="test-claim-plan")
+    """EXPLAIN ANALYZE of a claim of 500 timers of these kinds due by `now`: the statement
+    of `claim_timers`, with its planner setting."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), server_settings={"search_path": schema})
     try:
-        async with AsyncSession(engine) as session, session.begin(), index_order(session):
-            conn = await (await session.connection()).get_raw_connection()
-            explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {claim}"
-            raw = await conn.driver_connection.fetchval(explain, *params)  # type: ignore[union-attr]
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_bitmapscan = off")  # as the function's SET
+            explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {CLAIM_TIMERS_QUERY}"
+            raw = await conn.fetchval(explain, list(kinds), now, 500)
     finally:
-        await engine.dispose()
-    explained = json.loads(raw) if isinstance(raw, str) else raw  # the engine decodes json
-    return dict(explained[0]["Plan"])
+        await conn.close()
+    return dict(json.loads(raw)[0]["Plan"])
+
+
+async def test_the_claim_function_plans_without_bitmap_scans_and_returns_its_look(infra):
+    """The function every schema gets (a new one with its platform tables, an older one
+    by its migration) is the statement the plan tests explain, with the setting."""
+    async with _complaints_schema(infra) as (_, conn):
+        function = await conn.fetchrow(
+            "SELECT pg_get_function_result(p.oid) AS result, p.proconfig, p.prosrc"
+            " FROM pg_proc AS p WHERE p.proname = 'claim_timers'"
+            " AND p.pronamespace = current_schema()::regnamespace"
+        )
+    assert function["proconfig"] == ["enable_bitmapscan=off"]
+    assert function["prosrc"].strip() == CLAIM_TIMERS_QUERY.strip()
+    assert function["result"] == (
+        "TABLE(id bigint, kind text, key text, due_at timestamp with time zone,"
+        " payload jsonb, next_due timestamp with time zone)"
+    )
+    # shared.timers.claim builds each DueTimer from the first five columns by position
+    assert [f.name for f in dataclasses.fields(DueTimer)] == [
+        "id",
+        "kind",
+        "key",
+        "due_at",
+        "payload",
+    ]
 
 
 def _nodes(plan: dict[str, object]) -> list[str]:

@@ -13,7 +13,7 @@ from shared.clock import DevClock
 from shared.db import create_engine, session_factory
 from shared.tables import timers
 from shared.testing.waiting import eventually
-from shared.timers import DueTimer, TimerCrew, TimerWorker, index_order, next_due
+from shared.timers import DueTimer, TimerCrew, TimerWorker, claim
 from shared.unit_of_work import TimerMoves, Tx, UnitOfWork
 from tests.integration.conftest import make_probe_schema
 from tests.integration.probe import fired, record_fired
@@ -223,16 +223,16 @@ async def test_a_timer_committed_while_the_worker_looks_fires_without_a_wait(
     w = TimerWorker(
         service="busy", uow=uow, clock=clock, handlers={"probe": record_fired}, poll_interval=600
     )
-    claim = w._claim
+    claim_look = w._claim
     committed: list[str] = []
 
     async def claim_then_commit_one(tx, **kwargs):
-        rows = await claim(tx, **kwargs)
-        if not rows and not committed:  # as a consumer of this process would, meanwhile
+        look = await claim_look(tx, **kwargs)
+        if not look.due and not committed:  # as a consumer of this process would, meanwhile
             async with uow() as other:
                 await other.schedule("probe", "while-looking", other.now)
             committed.append("while-looking")
-        return rows
+        return look
 
     monkeypatch.setattr(w, "_claim", claim_then_commit_one)
     task = asyncio.create_task(w.run())
@@ -461,9 +461,9 @@ _PENDING_ENTRIES_READ = text("SELECT pg_stat_get_xact_tuples_returned('timers_pe
 async def test_an_idle_workers_look_ahead_reads_one_entry_of_a_table_never_analyzed(
     timer_schema,
 ):
-    """An empty claim asks when the next timer falls due. On a timers table not analyzed
+    """An empty claim learns when the next timer falls due. On a timers table not analyzed
     since its 20,000 pending timers arrived, the freely planned look read every one of
-    them; in index order it reads the first."""
+    them; in index order (the claim plans without bitmap scans) it reads the first."""
     sessions = timer_schema
     async with sessions() as session, session.begin():
         await session.execute(text("ALTER TABLE timers SET (autovacuum_enabled = off)"))
@@ -477,8 +477,46 @@ async def test_an_idle_workers_look_ahead_reads_one_entry_of_a_table_never_analy
         first = await session.scalar(select(func.min(timers.c.due_at)))
     async with sessions() as session, session.begin():
         before = await session.scalar(_PENDING_ENTRIES_READ)
-        async with index_order(session):  # as the worker looks, right after its claim
-            due = await next_due(session, ["probe", "other"])
+        look = await claim(session, ["probe", "other"], await session.scalar(func.now()), 500)
         read = await session.scalar(_PENDING_ENTRIES_READ) - before
-    assert due == first
+    assert look.due == [] and look.next_due == first
     assert read <= 2, f"{read} entries of timers_pending read for the first"
+
+
+async def test_a_claim_takes_due_timers_oldest_first_and_learns_when_the_next_falls_due(
+    timer_schema,
+):
+    """One statement claims and looks ahead: a partial claim says when the first pending
+    timer it did not take falls due, a timer another worker holds included (due already,
+    it tells the worker to look again soon); a full claim does not look."""
+    sessions = timer_schema
+    async with sessions() as session, session.begin():
+        now = await session.scalar(func.now())
+        await session.execute(
+            timers.insert(),
+            [
+                {"kind": "probe", "key": key, "due_at": now + timedelta(seconds=offset)}
+                for key, offset in (("b", -1), ("a", -2), ("later", 3600), ("other", -3))
+            ],
+        )
+        await session.execute(
+            timers.update().where(timers.c.key == "other").values(kind="not-mine")
+        )
+    due_at = {"a": now - timedelta(seconds=2), "b": now - timedelta(seconds=1)}
+
+    async with sessions() as session, session.begin():
+        look = await claim(session, ["probe"], now, 5)
+        assert [t.key for t in look.due] == ["a", "b"]
+        assert [t.due_at for t in look.due] == [due_at["a"], due_at["b"]]
+        assert look.next_due == now + timedelta(seconds=3600)
+
+        full = await claim(session, ["probe"], now, 2)  # its own locks do not skip
+        assert [t.key for t in full.due] == ["a", "b"] and full.next_due is None
+
+    async with sessions() as holder, holder.begin():
+        held = await claim(holder, ["probe"], now, 1)
+        assert [t.key for t in held.due] == ["a"]
+        async with sessions() as session, session.begin():
+            look = await claim(session, ["probe"], now, 5)
+        assert [t.key for t in look.due] == ["b"]
+        assert look.next_due == due_at["a"]  # held elsewhere, due already
