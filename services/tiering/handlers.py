@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -39,20 +40,22 @@ SWEEP_CHUNK = 1000
 class TierLedger:
     """Evaluates customers within one transaction and writes every outcome at the end."""
 
-    def __init__(self, tx: Tx, policy: TierPolicy) -> None:
+    def __init__(self, tx: Tx, policy: TierPolicy, version: int) -> None:
         self.tx = tx
         self.policy = policy
+        self.version = version
         self._tiers: dict[str, dict[str, Any]] = {}
         self._history: list[dict[str, Any]] = []
         self._grace = TimerMoves(GRACE_END)
 
-    async def load(self, customer_ids: Any) -> dict[str, CustomerBook]:
-        today = bank_day(self.tx.now)
-        return await store.load_books(
-            self.tx.session,
-            customer_ids,
-            closing_since=store.closing_window_start(today, self.policy),
-        )
+    @classmethod
+    async def open(
+        cls, tx: Tx, customer_ids: Iterable[str]
+    ) -> tuple[TierLedger, dict[str, CustomerBook]]:
+        """A ledger under the policy in force, and the customers' books, locked: read in
+        one statement (store.load_books)."""
+        loaded = await store.load_books(tx.session, customer_ids, today=bank_day(tx.now))
+        return cls(tx, loaded.policy, loaded.version), loaded.books
 
     def evaluate(
         self, book: CustomerBook, *, cause: str, causation: Envelope[Any] | None = None
@@ -129,9 +132,7 @@ class ApplyBalanceChanges:
         self.fx_rates = fx_rates
 
     async def __call__(self, tx: Tx, events: list[Envelope[Any]]) -> None:
-        policy, _ = await store.load_policy(tx.session)
-        ledger = TierLedger(tx, policy)
-        books = await ledger.load(e.data.customer_id for e in events)
+        ledger, books = await TierLedger.open(tx, (e.data.customer_id for e in events))
         accounts: dict[str, dict[str, Any]] = {}
         for event in events:
             data: BalanceChanged = event.data
@@ -178,9 +179,7 @@ class ApplyBalanceChanges:
 
 async def end_grace(tx: Tx, due: list[DueTimer]) -> None:
     """A downgrade grace period ended: downgrade those still below their tier's bound."""
-    policy, _ = await store.load_policy(tx.session)
-    ledger = TierLedger(tx, policy)
-    books = await ledger.load(t.payload["customer_id"] for t in due)
+    ledger, books = await TierLedger.open(tx, (t.payload["customer_id"] for t in due))
     for book in books.values():
         ledger.evaluate(book, cause="grace_expired")
     await ledger.flush()
@@ -188,20 +187,19 @@ async def end_grace(tx: Tx, due: list[DueTimer]) -> None:
 
 async def reevaluate(tx: Tx, due: list[DueTimer]) -> None:
     """Re-evaluate every customer in chunks (after a policy change; daily on the ADB basis)."""
-    policy, version = await store.load_policy(tx.session)
     for timer in due:
         after = str(timer.payload.get("after", ""))
         ids = await store.customers_after(tx.session, after, SWEEP_CHUNK)
-        ledger = TierLedger(tx, policy)
-        for book in (await ledger.load(ids)).values():
+        ledger, books = await TierLedger.open(tx, ids)
+        for book in books.values():
             ledger.evaluate(book, cause=str(timer.payload.get("cause", "policy_change")))
         await ledger.flush()
         if len(ids) == SWEEP_CHUNK:
             await tx.schedule(
                 REEVALUATE, f"{timer.key}>{ids[-1]}", tx.now, timer.payload | {"after": ids[-1]}
             )
-        elif policy.basis == "average_daily_balance":
-            await schedule_daily_sweep(tx, version)
+        elif ledger.policy.basis == "average_daily_balance":
+            await schedule_daily_sweep(tx, ledger.version)
 
 
 async def schedule_daily_sweep(tx: Tx, version: int) -> None:

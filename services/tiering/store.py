@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -112,9 +115,23 @@ _POLICY_FIELDS = (
 async def load_policy(session: AsyncSession) -> tuple[TierPolicy, int]:
     """The policy in force and its version (defaults, version 0, until one is stored)."""
     row = (await session.execute(select(tier_policy).where(tier_policy.c.id == 1))).one_or_none()
-    if row is None:
+    return _policy(row._mapping if row is not None else None)
+
+
+def _policy(fields: Mapping[Any, Any] | None) -> tuple[TierPolicy, int]:
+    """A stored policy and its version, from its row or from the JSON `_LOAD_BOOKS` reads
+    (amounts as text there); None: the defaults, version 0."""
+    if fields is None:
         return TierPolicy(), 0
-    return TierPolicy(**{f: getattr(row, f) for f in _POLICY_FIELDS}), row.version
+    policy = TierPolicy(
+        potential_from=Decimal(fields["potential_from"]),
+        quality_from=Decimal(fields["quality_from"]),
+        high_end_from=Decimal(fields["high_end_from"]),
+        basis=fields["basis"],
+        adb_days=int(fields["adb_days"]),
+        downgrade_grace_days=int(fields["downgrade_grace_days"]),
+    )
+    return policy, int(fields["version"])
 
 
 async def save_policy(session: AsyncSession, policy: TierPolicy, *, at: datetime, by: str) -> int:
@@ -130,8 +147,10 @@ async def save_policy(session: AsyncSession, policy: TierPolicy, *, at: datetime
     return int(version or 1)
 
 
-# Accounts, then tiers, both row-locked (a rebalance may briefly give two consumers the same
-# customer), in one round trip: a tier row is the one without an account.
+# The policy in force, the accounts, then the tiers, both row-locked (a rebalance may
+# briefly give two consumers the same customer), in one round trip: the policy row is the
+# one without a customer, a tier row the one without an account. (The policy had a
+# statement of its own before: one round trip of the five in a small batch's transaction.)
 _LOAD_BOOKS = text("""
 WITH a AS (
     SELECT customer_id, account_id, currency, balance, balance_cny, account_seq, as_of
@@ -140,21 +159,33 @@ WITH a AS (
     SELECT customer_id, tier, grace_until
     FROM customer_tiers WHERE customer_id = ANY(CAST(:ids AS text[])) FOR UPDATE
 )
-SELECT a.*, NULL::text, NULL::timestamptz FROM a
+SELECT a.*, NULL::text, NULL::timestamptz, NULL::text FROM a
 UNION ALL
-SELECT customer_id, NULL, NULL, NULL, NULL, NULL, NULL, tier, grace_until FROM t
+SELECT customer_id, NULL, NULL, NULL, NULL, NULL, NULL, tier, grace_until, NULL FROM t
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, json_build_object(
+    'version', version, 'basis', basis, 'adb_days', adb_days,
+    'downgrade_grace_days', downgrade_grace_days, 'potential_from', potential_from::text,
+    'quality_from', quality_from::text, 'high_end_from', high_end_from::text
+)::text FROM tier_policy WHERE id = 1
 """)
 
 
-async def load_books(
-    session: AsyncSession,
-    customer_ids: Iterable[str],
-    *,
-    closing_since: date | None = None,
-) -> dict[str, CustomerBook]:
-    """Accounts, tier and (when asked) closing totals of the given customers, locked."""
+@dataclass(frozen=True)
+class Books:
+    """What `load_books` read: the policy in force, its version and the customers' books."""
+
+    policy: TierPolicy
+    version: int
+    books: dict[str, CustomerBook]
+
+
+async def load_books(session: AsyncSession, customer_ids: Iterable[str], *, today: date) -> Books:
+    """The policy in force, and the accounts, tier and (when the policy's basis needs
+    them) closing totals up to `today` of the given customers, locked."""
     ids = sorted(set(customer_ids))
     books = {cid: CustomerBook(cid) for cid in ids}
+    stored: dict[str, Any] | None = None
     # Rows unpacked by position: a Row's attribute access by name costs about 0.4 µs.
     for (
         cid,
@@ -166,7 +197,11 @@ async def load_books(
         as_of,
         tier,
         grace_until,
+        policy_json,
     ) in await session.execute(_LOAD_BOOKS, {"ids": ids}):
+        if cid is None:  # the policy row
+            stored = json.loads(policy_json)
+            continue
         book = books[cid]
         if account_id is None:  # the customer's tier row
             book.tier = tier
@@ -175,9 +210,11 @@ async def load_books(
             book.accounts[account_id] = AccountBalance(
                 account_id, currency, balance, balance_cny, seq, as_of
             )
-    if closing_since is not None:
-        await _load_closing(session, books, closing_since)
-    return books
+    policy, version = _policy(stored)
+    since = closing_window_start(today, policy)
+    if since is not None and books:
+        await _load_closing(session, books, since)
+    return Books(policy, version, books)
 
 
 async def _load_closing(session: AsyncSession, books: dict[str, CustomerBook], since: date) -> None:

@@ -143,6 +143,41 @@ async def test_policy_change_re_evaluates_existing_customers(tiering, kafka_prod
         await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
 
 
+async def test_on_the_average_daily_balance_basis_a_posting_and_the_daily_sweep_decide_by_the_mean(
+    tiering, kafka_producer, tier_changes
+):
+    """The policy comes with the books it decides on (one statement), then the closing
+    totals its basis needs: 600,000 posted today is a two-day mean of 300,000 (potential);
+    a day later, carried forward, the daily sweep finds a mean of 600,000 (quality)."""
+    assert (await put_policy(tiering, basis="average_daily_balance", adb_days=2)).status_code == 200
+    await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+    customer = new_customer()
+    key = customer.encode()
+    try:
+        await publish(kafka_producer, BALANCE_CHANGED, posting(customer, "600000.00", 1))
+        [first] = await tier_changes.wait_for(lambda r: r.key == key)
+        data = value_of(first)["data"]
+        assert (data["tier"], data["total_balance"], data["basis"]) == (
+            "potential",
+            "300000.00",
+            "average_daily_balance",
+        )
+        response = await tiering.http.post(
+            "/admin/clock", json={"advance_seconds": 86400}, headers=tiering.token("admin")
+        )
+        assert response.status_code == 200
+        records = await tier_changes.wait_for(lambda r: r.key == key, count=2)
+        data = value_of(records[1])["data"]
+        assert (data["previous_tier"], data["tier"], data["total_balance"]) == (
+            "potential",
+            "quality",
+            "600000.00",
+        )
+    finally:
+        assert (await put_policy(tiering)).status_code == 200
+        await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+
+
 async def test_distribution_and_access_rules(tiering, kafka_producer, tier_changes):
     customer = new_customer()
     await publish(kafka_producer, BALANCE_CHANGED, posting(customer, "3000000.00", 1))
