@@ -171,7 +171,7 @@ LEAD = timedelta(seconds=2)
 LEAD_PER_COMPLAINT = timedelta(microseconds=150)
 
 # Timers due by the breach moment only: complaints filed earlier have timers pending for later.
-# `(SELECT $2)` for the reason the timer claim has it (shared.timers.claim_statement): with
+# `(SELECT $2)` for the reason the timer claim has it (shared.tables.CLAIM_TIMERS_QUERY): with
 # `$2` the planner estimated the seeded timers, due together, at a few rows, and each probe
 # read them all (17 ms a probe, 3.9 of the 27 s Postgres spent executing statements in a run).
 _PENDING = (
@@ -189,8 +189,9 @@ async def mass_breach(infra: Infrastructure, server: Server, count: int) -> dict
     complaint is filed: an idle timer worker learns of timers it did not schedule itself at
     its next poll, so timers inserted already due would add up to a poll to the figure.
     """
-    # The probe plans as the timer claim does (shared.timers.index_order): on the new
-    # schema's timers, never analyzed, it ANDed two bitmaps of 100,000 entries each time.
+    # The probe plans as the timer claim does (`claim_timers`, without bitmap scans): on
+    # the new schema's timers, never analyzed, it ANDed two bitmaps of 100,000 entries each
+    # time.
     conn = await asyncpg.connect(
         asyncpg_dsn(infra.database_url),
         server_settings={"search_path": server.schema, "enable_bitmapscan": "off"},
