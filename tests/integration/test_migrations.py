@@ -105,12 +105,17 @@ async def _explain_claim(
 async def test_the_claim_function_plans_without_bitmap_scans_and_returns_its_look(infra):
     """The function every schema gets (a new one with its platform tables, an older one
     by its migration) is the statement the plan tests explain, with the setting."""
-    async with _complaints_schema(infra) as (_, conn):
-        function = await conn.fetchrow(
-            "SELECT pg_get_function_result(p.oid) AS result, p.proconfig, p.prosrc"
-            " FROM pg_proc AS p WHERE p.proname = 'claim_timers'"
-            " AND p.pronamespace = current_schema()::regnamespace"
-        )
+    found = (
+        "SELECT pg_get_function_result(p.oid) AS result, p.proconfig, p.prosrc"
+        " FROM pg_proc AS p WHERE p.proname = 'claim_timers'"
+        " AND p.pronamespace = current_schema()::regnamespace"
+    )
+    async with _complaints_schema(infra) as (schema, conn):
+        config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
+        await asyncio.to_thread(command.downgrade, config, "0007")
+        assert await conn.fetchrow(found) is None  # as a schema of an older release
+        await asyncio.to_thread(command.upgrade, config, "head")
+        function = await conn.fetchrow(found)
     assert function["proconfig"] == ["enable_bitmapscan=off"]
     assert function["prosrc"].strip() == CLAIM_TIMERS_QUERY.strip()
     assert function["result"] == (
