@@ -39,6 +39,13 @@ class RunningService:
         """Authorization header for a test token."""
         return {"Authorization": f"Bearer {mint_token(TEST_JWT_SECRET, role=role, **claims)}"}
 
+    async def advance_clock(self, seconds: float) -> None:
+        """Move the service's dev clock forward through its admin API (due timers fire)."""
+        response = await self.http.post(
+            "/admin/clock", json={"advance_seconds": seconds}, headers=self.token("admin")
+        )
+        assert response.status_code == 200, response.text
+
 
 def service_settings(
     spec: ServiceSpec, infra: Infrastructure, *, schema: str | None = None, **overrides: Any

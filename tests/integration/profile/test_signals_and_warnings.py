@@ -85,13 +85,6 @@ async def transactions_recorded(svc: RunningService, customer: str) -> int:
     return sum(m["transactions"] for m in view.get("monthly_transactions", []))
 
 
-async def advance(svc: RunningService, seconds: float) -> None:
-    response = await svc.http.post(
-        "/admin/clock", json={"advance_seconds": seconds}, headers=svc.token("admin")
-    )
-    assert response.status_code == 200
-
-
 def reason(customer: str, why: str):
     return lambda r: for_customer(customer)(r) and data_of(r)["reason"] == why
 
@@ -235,9 +228,9 @@ async def test_dev_clock_drives_the_90_day_post_complaint_rule(
     )
 
     assert await inactivity_timers(profile_svc, active_complaint) == 1  # pending till it fires
-    await advance(profile_svc, 89 * DAY)
+    await profile_svc.advance_clock(89 * DAY)
     assert not callbacks.matching(reason(silent, "post_complaint_inactivity"))
-    await advance(profile_svc, 2 * DAY)
+    await profile_svc.advance_clock(2 * DAY)
     [record] = await callbacks.wait_for(reason(silent, "post_complaint_inactivity"))
     callback = data_of(record)
     assert callback["evidence"]["complaint_id"] == silent_complaint
@@ -247,7 +240,7 @@ async def test_dev_clock_drives_the_90_day_post_complaint_rule(
 
     await eventually(lambda: inactivity_timers(profile_svc, active_complaint), lambda n: n == 0)
     assert (await signals(profile_svc, active))["early_warnings"] == []
-    await advance(profile_svc, 1 * DAY)
+    await profile_svc.advance_clock(1 * DAY)
     assert len(callbacks.matching(reason(silent, "post_complaint_inactivity"))) == 1
 
 
@@ -275,10 +268,10 @@ async def test_new_customer_without_activity_in_the_first_month(
         lambda: profile_svc.http.get(f"/profiles/{idle}", headers=profile_svc.token("admin")),
         lambda r: r.status_code == 200 and r.json()["onboarded_at"] is not None,
     )
-    await advance(profile_svc, 32 * DAY)
+    await profile_svc.advance_clock(32 * DAY)
     [record] = await callbacks.wait_for(reason(idle, "new_customer_inactive"))
     assert data_of(record)["evidence"]["activities_since_onboarding"] == 0
-    await advance(profile_svc, 1 * DAY)
+    await profile_svc.advance_clock(1 * DAY)
     assert not callbacks.matching(reason(busy, "new_customer_inactive"))
 
 
@@ -302,9 +295,9 @@ async def test_a_corrected_onboarding_date_moves_the_first_month_check(
             r.status_code == 200 and datetime.fromisoformat(r.json()["onboarded_at"]) == corrected
         ),
     )
-    await advance(profile_svc, 32 * DAY)  # the first date's check would be due by now
+    await profile_svc.advance_clock(32 * DAY)  # the first date's check would be due by now
     assert not callbacks.matching(reason(customer, "new_customer_inactive"))
-    await advance(profile_svc, 10 * DAY)
+    await profile_svc.advance_clock(10 * DAY)
     [record] = await callbacks.wait_for(reason(customer, "new_customer_inactive"))
     assert data_of(record)["evidence"]["activities_since_onboarding"] == 0
 
@@ -328,12 +321,12 @@ async def test_daily_sweep_raises_transaction_decline_once(profile_svc, callback
             lambda c=customer: transactions_recorded(profile_svc, c),  # type: ignore[misc]
             lambda n, total=earlier + recent: n == total,  # type: ignore[misc]
         )
-    await advance(profile_svc, 1 * DAY)
+    await profile_svc.advance_clock(1 * DAY)
     [record] = await callbacks.wait_for(reason(declining, "transaction_decline"))
     evidence = data_of(record)["evidence"]
     assert (evidence["recent_transactions"], evidence["earlier_transactions"]) == (7, 10)
     assert evidence["ratio"] == "0.7000"
-    await advance(profile_svc, 1 * DAY)  # the next sweep: same customer, no second callback
+    await profile_svc.advance_clock(1 * DAY)  # the next sweep: same customer, no second callback
     await eventually(lambda: signals(profile_svc, steady), lambda v: v.get("early_warnings") == [])
     assert len(callbacks.matching(reason(declining, "transaction_decline"))) == 1
     assert not callbacks.matching(reason(steady, "transaction_decline"))

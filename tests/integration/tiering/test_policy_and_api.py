@@ -106,10 +106,7 @@ async def test_downgrade_waits_for_the_grace_period_on_the_dev_clock(
         assert body["total_balance"] == "100000.00"
         assert len(tier_changes.matching(lambda r: r.key == key)) == 1
 
-        response = await tiering.http.post(
-            "/admin/clock", json={"advance_seconds": 3 * 86400 + 1}, headers=tiering.token("admin")
-        )
-        assert response.status_code == 200
+        await tiering.advance_clock(3 * 86400 + 1)
         records = await tier_changes.wait_for(lambda r: r.key == key, count=2)
         downgrade = value_of(records[1])["data"]
         assert (downgrade["previous_tier"], downgrade["tier"], downgrade["direction"]) == (
@@ -162,10 +159,7 @@ async def test_on_the_average_daily_balance_basis_a_posting_and_the_daily_sweep_
             "300000.00",
             "average_daily_balance",
         )
-        response = await tiering.http.post(
-            "/admin/clock", json={"advance_seconds": 86400}, headers=tiering.token("admin")
-        )
-        assert response.status_code == 200
+        await tiering.advance_clock(86400)
         records = await tier_changes.wait_for(lambda r: r.key == key, count=2)
         data = value_of(records[1])["data"]
         assert (data["previous_tier"], data["tier"], data["total_balance"]) == (
