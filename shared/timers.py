@@ -77,6 +77,9 @@ async def claim(session: AsyncSession, kinds: Iterable[str], now: datetime, limi
             next_due = look_ahead
         else:
             due.append(DueTimer(id_, kind, key, due_at, payload))
+    # The claim's ORDER BY orders the CTE, not the statement's result: Postgres happens to
+    # return the CTE's rows as produced, but only this sort promises the handlers due order.
+    due.sort(key=lambda t: (t.due_at, t.id))
     return Look(due, next_due)
 
 
