@@ -53,12 +53,23 @@ def test_quick_benchmark_completes_and_verifies(tmp_path: Path) -> None:
 
 def test_broker_probe_completes() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench.broker", "0", "100", "--wait", "20", "200"],
+        [
+            sys.executable,
+            "-m",
+            "bench.broker",
+            "0",
+            "100",
+            "--wait",
+            "20",
+            "200",
+            "--partitions",
+            "3",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    measured = [line for line in run.stdout.splitlines() if "stored batches" in line]
+    measured = [line for line in run.stdout.splitlines() if "stored batches in 3," in line]
     assert len(measured) == 4, run.stdout  # two sizes, two waits each
