@@ -86,9 +86,8 @@ async def probe(stored: int, wait: int, partitions: int) -> None:
             broker.stop()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(
-        f"  {stored:>7,} stored batches in {partitions}, fetch wait {wait:>4} ms: broker "
-        f"{100 * cpu:5.1f} % of "
-        f"a core, latency p50 {p50:5.1f} ms, p99 {p99:5.1f} ms",
+        f"  {stored:>7,} stored batches in {partitions}, fetch wait {wait:>4} ms: "
+        f"broker {100 * cpu:5.1f} % of a core, latency p50 {p50:5.1f} ms, p99 {p99:5.1f} ms",
         flush=True,
     )
 
