@@ -69,6 +69,12 @@ async def put_policy(svc: RunningService, **changes: Any):
     )
 
 
+async def apply_policy(svc: RunningService, **changes: Any) -> None:
+    """Put the default policy with these changes and wait until its re-evaluation is done."""
+    assert (await put_policy(svc, **changes)).status_code == 200
+    await eventually(lambda: policy_of(svc), lambda p: not p["reevaluation_pending"])
+
+
 async def test_policy_validation_names_the_problem(tiering):
     response = await put_policy(tiering, quality_from="40000.00")
     assert response.status_code == 422
@@ -88,8 +94,7 @@ async def test_policy_validation_names_the_problem(tiering):
 async def test_downgrade_waits_for_the_grace_period_on_the_dev_clock(
     tiering, kafka_producer, tier_changes
 ):
-    assert (await put_policy(tiering, downgrade_grace_days=3)).status_code == 200
-    await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+    await apply_policy(tiering, downgrade_grace_days=3)
     customer = new_customer()
     key = customer.encode()
     staff = tiering.token("staff", employee_id="E1")
@@ -118,8 +123,7 @@ async def test_downgrade_waits_for_the_grace_period_on_the_dev_clock(
         causes = [h["cause"] for h in history.json()["items"]]
         assert causes == ["balance_changed", "grace_expired"]
     finally:
-        assert (await put_policy(tiering)).status_code == 200
-        await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+        await apply_policy(tiering)
 
 
 async def test_policy_change_re_evaluates_existing_customers(tiering, kafka_producer, tier_changes):
@@ -136,8 +140,7 @@ async def test_policy_change_re_evaluates_existing_customers(tiering, kafka_prod
         data = value_of(records[1])["data"]
         assert (data["previous_tier"], data["tier"]) == ("potential", "ordinary")
     finally:
-        assert (await put_policy(tiering)).status_code == 200
-        await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+        await apply_policy(tiering)
 
 
 async def test_on_the_average_daily_balance_basis_a_posting_and_the_daily_sweep_decide_by_the_mean(
@@ -146,8 +149,7 @@ async def test_on_the_average_daily_balance_basis_a_posting_and_the_daily_sweep_
     """The policy comes with the books it decides on (one statement), then the closing
     totals its basis needs: 600,000 posted today is a two-day mean of 300,000 (potential);
     a day later, carried forward, the daily sweep finds a mean of 600,000 (quality)."""
-    assert (await put_policy(tiering, basis="average_daily_balance", adb_days=2)).status_code == 200
-    await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+    await apply_policy(tiering, basis="average_daily_balance", adb_days=2)
     customer = new_customer()
     key = customer.encode()
     try:
@@ -168,8 +170,7 @@ async def test_on_the_average_daily_balance_basis_a_posting_and_the_daily_sweep_
             "600000.00",
         )
     finally:
-        assert (await put_policy(tiering)).status_code == 200
-        await eventually(lambda: policy_of(tiering), lambda p: not p["reevaluation_pending"])
+        await apply_policy(tiering)
 
 
 async def test_distribution_and_access_rules(tiering, kafka_producer, tier_changes):
