@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import pytest
 
-from shared.ids import new_id, new_uuid
+from shared.ids import new_hex, new_id, new_uuid
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +42,9 @@ def test_a_forked_child_draws_other_ids_than_its_parent():
     child_id = os.read(read, 64).decode()
     os.close(read)
     assert child_id != new_id()
+
+
+def test_hex_ids_are_32_hex_digits_and_do_not_repeat():
+    ids = [new_hex() for _ in range(20000)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
