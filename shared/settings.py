@@ -32,7 +32,7 @@ class StewardSettings(BaseSettings):
         description="How long the broker may hold a fetch for which it has no records. The "
         "embedded broker at 200: a lone record reached an idle consumer after a median 15 ms, a "
         "steady 500/s stream after p50 50 ms, p99 104 ms; idle consumers polling every 20 ms "
-        "kept it at a third of a core (see README)",
+        "kept it at a third of a core (see docs/performance.md)",
     )
     consumer_pace_ms: float = Field(
         default=0,

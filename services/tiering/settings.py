@@ -19,7 +19,7 @@ class TieringSettings(StewardSettings):
     # the end-to-end p99 (339.2 / 239.7 / 266.2 against 246.4 / 247.5 / 301.2 ms).
     consumer_concurrency: int = Field(default=2, ge=1)
     # On the customer-facing path (a posting → its tier change → the customer's message) the
-    # embedded broker answers a fetch about a quarter of the wait late (README, Benchmark):
+    # embedded broker answers a fetch about a quarter of the wait late (docs/performance.md):
     # 50 here and in notifications instead of 200 took the end-to-end p99 at 500 postings/s
     # from 312 / 385 / 372 / 357 ms to 290 / 334 / 269 / 316 (alternating runs), for 0.01
     # more of a core in each of the two services and up to 0.05 more in the idle broker;
