@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -20,6 +21,7 @@ from shared.contracts.topics import (
     TIER_CHANGED,
     dead_letter_topic,
 )
+from shared.db import asyncpg_dsn
 from shared.testing.kafka import TopicWatcher, header, make_event, publish
 from shared.testing.processes import ServiceProcess
 from shared.testing.services import TEST_JWT_SECRET, RunningService
@@ -68,6 +70,27 @@ async def _advance_to_working_hours(url: str) -> None:
     assert response.status_code == 200, response.text
 
 
+async def _wait_for_recipients(database_url: str, schema: str, customer_ids: list[str]) -> None:
+    """Wait until the notifications process's replica of contact points holds every one of
+    `customer_ids`. The ProfileChanged records on the topic are not enough: the process reads
+    the session's topics from their start, and a TierChanged it met before its recipient's
+    profile would wait only the (shortened) unknown-recipient grace."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+
+        async def known() -> int:
+            return int(
+                await conn.fetchval(
+                    f'SELECT count(*) FROM "{schema}".customers WHERE customer_id = ANY($1)',
+                    customer_ids,
+                )
+            )
+
+        await eventually(known, lambda n: n == len(customer_ids), timeout=60)
+    finally:
+        await conn.close()
+
+
 async def test_no_unmasked_mobile_or_openid_in_the_logs(infra, kafka_producer, gateway, tmp_path):
     run = uuid.uuid4().hex[:8]
     common = {
@@ -81,11 +104,12 @@ async def test_no_unmasked_mobile_or_openid_in_the_logs(infra, kafka_producer, g
         common | {"SCHEMA_NAME": infra.new_schema("profile_pii")},
         tmp_path / "profile.log",
     )
+    notifications_schema = infra.new_schema("notifications_pii")
     notifications = ServiceProcess(
         "notifications",
         common
         | {
-            "SCHEMA_NAME": infra.new_schema("notifications_pii"),
+            "SCHEMA_NAME": notifications_schema,
             "NOTIFICATIONS_SMS_PROVIDER": "http",
             "NOTIFICATIONS_SMS_URL": f"{gateway.url}/sms/send",
             "NOTIFICATIONS_SMS_API_KEY": gateway.api_key,
@@ -131,6 +155,9 @@ async def test_no_unmasked_mobile_or_openid_in_the_logs(infra, kafka_producer, g
         for data in [*people, *odd, *malformed]:
             await publish(kafka_producer, CUSTOMER_UPDATED, make_event(CUSTOMER_UPDATED, data))
         await changes.wait_for(lambda r: r.key in keys, count=len(people), timeout=30)
+        await _wait_for_recipients(
+            infra.database_url, notifications_schema, [p["customer_id"] for p in people]
+        )
         for p in people:
             await publish(
                 kafka_producer,
