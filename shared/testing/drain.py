@@ -1,4 +1,5 @@
-"""Wait until a running service has consumed everything and published its outbox."""
+"""Wait until a running service has consumed everything, fired its due timers and published
+its outbox."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from sqlalchemy import func, select
 
 from shared.service import Runtime
-from shared.tables import outbox
+from shared.tables import outbox, timers
 from shared.testing.waiting import eventually
 
 
@@ -32,3 +33,23 @@ async def drained(rt: Runtime, *, timeout: float = 60.0) -> None:
 
     await eventually(behind, lambda late: not late, timeout=timeout)
     await eventually(lambda: unsent(rt), lambda n: n == 0, timeout=timeout)
+
+
+async def due_timers(rt: Runtime) -> int:
+    """Timers due by the service's clock and not fired yet (being fired, they count)."""
+    async with rt.sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(timers)
+                .where(timers.c.fired_at.is_(None), timers.c.due_at <= rt.clock.now())
+            )
+            or 0
+        )
+
+
+async def settled(rt: Runtime, *, timeout: float = 60.0) -> None:
+    """`drained`, after every timer due by the service's clock has fired: what a test
+    checks once it moved the clock, before it asserts that something did not happen."""
+    await eventually(lambda: due_timers(rt), lambda n: n == 0, timeout=timeout)
+    await drained(rt, timeout=timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from shared.contracts.topics import TOPICS
+from shared.testing.waiting import eventually
 
 
 def make_event(topic: str, data: dict[str, Any], **envelope: Any) -> dict[str, Any]:
@@ -56,12 +58,17 @@ Predicate = Callable[[ConsumerRecord[bytes, bytes]], bool]
 class TopicWatcher:
     """Reads a topic from its current end (no consumer group) and keeps every record seen."""
 
+    FETCH_WAIT_MS = 20
+
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         self.topic = topic
         self.records: list[ConsumerRecord[bytes, bytes]] = []
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=20
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.FETCH_WAIT_MS,
         )
+        self._next: dict[TopicPartition, int] = {}  # offset after the last record kept
         self._arrived = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -74,8 +81,8 @@ class TopicWatcher:
             await self._consumer.seek_to_beginning(*tps)
         else:
             await self._consumer.seek_to_end(*tps)
-            for tp in tps:  # resolve positions now, so later messages are never skipped
-                await self._consumer.position(tp)
+        for tp in tps:  # resolve positions now, so later messages are never skipped
+            self._next[tp] = await self._consumer.position(tp)
         self._task = asyncio.create_task(self._pump())
         return self
 
@@ -90,9 +97,28 @@ class TopicWatcher:
             batches = await self._consumer.getmany(timeout_ms=100)
             if batches:
                 async with self._arrived:
-                    for records in batches.values():
+                    for tp, records in batches.items():
                         self.records.extend(records)
+                        self._next[tp] = records[-1].offset + 1
                     self._arrived.notify_all()
+
+    async def caught_up(self, *, timeout: float = 45.0) -> None:
+        """Wait until every record published before this call is kept: each partition's
+        last kept offset reached a high-water mark the broker read after the call (a fetch
+        response comes at most the fetch wait after its request). For a test that asserts
+        a record did not come."""
+        since = time.time() + self.FETCH_WAIT_MS / 1000 + 0.1
+
+        async def behind() -> list[TopicPartition]:
+            late = []
+            for tp, kept in self._next.items():
+                highwater = self._consumer.highwater(tp)
+                polled = self._consumer.last_poll_timestamp(tp) / 1000
+                if highwater is None or polled < since or kept < highwater:
+                    late.append(tp)
+            return late
+
+        await eventually(behind, lambda late: not late, timeout=timeout, interval=0.02)
 
     def matching(self, predicate: Predicate) -> list[ConsumerRecord[bytes, bytes]]:
         return [r for r in self.records if predicate(r)]

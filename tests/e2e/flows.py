@@ -277,6 +277,8 @@ async def complaint_flow(system: System) -> str:
 
     # Acknowledged at once and resolved before 150%: no response-clock or level-2 alerts.
     await stack.drained()
+    await topics[SLA_WARNING].caught_up()
+    await topics[SLA_BREACHED].caught_up()
     assert len(topics[SLA_WARNING].matching(of(cid))) == 1
     assert len(topics[SLA_BREACHED].matching(of(cid))) == 1
     return complaint_id

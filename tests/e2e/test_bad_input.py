@@ -237,6 +237,8 @@ async def test_garbage_is_dead_lettered_with_reasons_and_the_flows_still_work(sy
 
     # Each bad message was dead-lettered once by each of its consumers, and by no one else.
     await system.stack.drained()
+    for service in ("tiering", "complaints", "profile", "notifications"):
+        await system.topics[dead_letter_topic(service)].caught_up()
     for g in bad:
         for service in ("tiering", "complaints", "profile", "notifications"):
             expected = 1 if service in g.dead_lettered_by else 0

@@ -21,8 +21,8 @@ from shared.contracts.topics import (
     CUSTOMER_UPDATED,
 )
 from shared.tables import timers
-from shared.testing.drain import drained
-from shared.testing.kafka import make_event, publish, value_of
+from shared.testing.drain import drained, settled
+from shared.testing.kafka import TopicWatcher, make_event, publish, value_of
 from shared.testing.services import RunningService
 from shared.testing.waiting import eventually
 from tests.integration.profile.conftest import data_of, for_customer, new_customer
@@ -84,6 +84,13 @@ async def signals(svc: RunningService, customer: str) -> dict[str, Any]:
 async def transactions_recorded(svc: RunningService, customer: str) -> int:
     view = await signals(svc, customer)
     return sum(m["transactions"] for m in view.get("monthly_transactions", []))
+
+
+async def quiet(svc: RunningService, callbacks: TopicWatcher) -> None:
+    """Every timer due by the moved clock has fired and every callback it raised is seen:
+    what to wait for before asserting that a callback did not come."""
+    await settled(svc.runtime)
+    await callbacks.caught_up()
 
 
 def reason(customer: str, why: str):
@@ -233,6 +240,7 @@ async def test_dev_clock_drives_the_90_day_post_complaint_rule(
 
     assert await inactivity_timers(profile_svc, active_complaint) == 1  # pending till it fires
     await profile_svc.advance_clock(89 * DAY)
+    await quiet(profile_svc, callbacks)
     assert not callbacks.matching(reason(silent, "post_complaint_inactivity"))
     await profile_svc.advance_clock(2 * DAY)
     [record] = await callbacks.wait_for(reason(silent, "post_complaint_inactivity"))
@@ -245,6 +253,7 @@ async def test_dev_clock_drives_the_90_day_post_complaint_rule(
     await eventually(lambda: inactivity_timers(profile_svc, active_complaint), lambda n: n == 0)
     assert (await signals(profile_svc, active))["early_warnings"] == []
     await profile_svc.advance_clock(1 * DAY)
+    await quiet(profile_svc, callbacks)
     assert len(callbacks.matching(reason(silent, "post_complaint_inactivity"))) == 1
 
 
@@ -276,6 +285,7 @@ async def test_new_customer_without_activity_in_the_first_month(
     [record] = await callbacks.wait_for(reason(idle, "new_customer_inactive"))
     assert data_of(record)["evidence"]["activities_since_onboarding"] == 0
     await profile_svc.advance_clock(1 * DAY)
+    await quiet(profile_svc, callbacks)
     assert not callbacks.matching(reason(busy, "new_customer_inactive"))
 
 
@@ -300,6 +310,7 @@ async def test_a_corrected_onboarding_date_moves_the_first_month_check(
         ),
     )
     await profile_svc.advance_clock(32 * DAY)  # the first date's check would be due by now
+    await quiet(profile_svc, callbacks)
     assert not callbacks.matching(reason(customer, "new_customer_inactive"))
     await profile_svc.advance_clock(10 * DAY)
     [record] = await callbacks.wait_for(reason(customer, "new_customer_inactive"))
@@ -331,7 +342,7 @@ async def test_daily_sweep_raises_transaction_decline_once(profile_svc, callback
     assert (evidence["recent_transactions"], evidence["earlier_transactions"]) == (7, 10)
     assert evidence["ratio"] == "0.7000"
     await profile_svc.advance_clock(1 * DAY)  # the next sweep: same customer, no second callback
-    await eventually(lambda: signals(profile_svc, steady), lambda v: v.get("early_warnings") == [])
+    await quiet(profile_svc, callbacks)
     assert len(callbacks.matching(reason(declining, "transaction_decline"))) == 1
     assert not callbacks.matching(reason(steady, "transaction_decline"))
 

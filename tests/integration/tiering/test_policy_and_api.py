@@ -10,6 +10,7 @@ import pytest
 
 from services.tiering.app import SPEC
 from shared.contracts.topics import BALANCE_CHANGED, TIER_CHANGED
+from shared.testing.drain import drained
 from shared.testing.kafka import TopicWatcher, make_event, publish, value_of
 from shared.testing.services import RunningService, running_service, service_settings
 from shared.testing.waiting import eventually
@@ -109,6 +110,8 @@ async def test_downgrade_waits_for_the_grace_period_on_the_dev_clock(
         body = await eventually(tier_now, lambda b: b.get("downgrade_grace_until") is not None)
         assert body["tier"] == "quality"  # still quality while the grace period runs
         assert body["total_balance"] == "100000.00"
+        await drained(tiering.runtime)
+        await tier_changes.caught_up()
         assert len(tier_changes.matching(lambda r: r.key == key)) == 1
 
         await tiering.advance_clock(3 * 86400 + 1)
