@@ -86,42 +86,59 @@ class CpuUse:
         return sum(self.cores.values())
 
 
+@dataclass
+class Tally:
+    """CPU and run-queue seconds per role since `opened` (wall-clock seconds), from samples
+    of every process's counters."""
+
+    opened: float
+    spent: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    waited: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # pid → (role, start time, CPU seconds, seconds waited for a core) at the last sample
+    _seen: dict[int, tuple[str, float, float, float]] = field(default_factory=dict)
+
+    def add(self, pid: int, name: str, created: float, total: float, queued: float) -> None:
+        """One sample of a process: its role, start time (wall-clock) and counters. A
+        process keeps the role it had when first seen (an exiting one loses its name)."""
+        known = self._seen.get(pid)
+        if known is not None and known[1] == created:
+            name = known[0]
+        self._seen[pid] = (name, created, total, queued)
+        if known is None or known[1] != created:  # not seen yet, or its pid was reused
+            # Started within the span: all its time counts. Running before (and not read
+            # by an earlier sample): from now on only, or a process up for hours would add
+            # its whole past, as "other" once waited 17.99 cores' worth on two cores.
+            if created >= self.opened:
+                self.spent[name] += total
+                self.waited[name] += queued
+            return
+        _, _, total_before, queued_before = known
+        self.spent[name] += total - total_before
+        self.waited[name] += max(queued - queued_before, 0.0)  # a thread ended: less in all
+
+
 @asynccontextmanager
 async def cpu_use() -> AsyncIterator[CpuUse]:
     """Sample every process's CPU time while the block runs; the result is complete on exit."""
     bench_pid = os.getpid()
-    # pid → (role, CPU seconds, seconds waited for a core, at the last sample)
-    seen: dict[int, tuple[str, float, float]] = {}
-    spent: defaultdict[str, float] = defaultdict(float)
-    waited: defaultdict[str, float] = defaultdict(float)
+    tally = Tally(opened=time.time())
 
-    def sample(first: bool) -> None:
-        for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
-            times = process.info["cpu_times"]
-            if times is None:
+    def sample() -> None:
+        for process in psutil.process_iter(["name", "cmdline", "cpu_times", "create_time"]):
+            times, created = process.info["cpu_times"], process.info["create_time"]
+            if times is None or created is None:
                 continue
-            total = times.user + times.system
             queued = runqueue_seconds(process.pid) or 0.0
-            known = seen.get(process.pid)
-            if known is None:
-                # Present at the start: count from now. Started since: count all its time.
-                seen[process.pid] = (role(process, bench_pid), total, queued)
-                if not first:
-                    spent[seen[process.pid][0]] += total
-                    waited[seen[process.pid][0]] += queued
-                continue
-            name, total_before, queued_before = known
-            spent[name] += total - total_before
-            waited[name] += max(queued - queued_before, 0.0)  # a thread ended: less in all
-            seen[process.pid] = (name, total, queued)
+            name = role(process, bench_pid)
+            tally.add(process.pid, name, created, times.user + times.system, queued)
 
     async def sampler() -> None:
         while True:
             await asyncio.sleep(SAMPLE_EVERY)
-            await asyncio.to_thread(sample, False)
+            await asyncio.to_thread(sample)
 
     result = CpuUse()
-    await asyncio.to_thread(sample, True)
+    await asyncio.to_thread(sample)
     started = time.perf_counter()
     task = asyncio.create_task(sampler())
     try:
@@ -130,7 +147,7 @@ async def cpu_use() -> AsyncIterator[CpuUse]:
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
-        await asyncio.to_thread(sample, False)
+        await asyncio.to_thread(sample)
         result.seconds = time.perf_counter() - started
 
         def per_second(seconds: dict[str, float]) -> dict[str, float]:
@@ -138,4 +155,4 @@ async def cpu_use() -> AsyncIterator[CpuUse]:
             ordered = sorted(seconds.items(), key=lambda item: -item[1])
             return {name: value / result.seconds for name, value in ordered if value > 0}
 
-        result.cores, result.waiting = per_second(spent), per_second(waited)
+        result.cores, result.waiting = per_second(tally.spent), per_second(tally.waited)
