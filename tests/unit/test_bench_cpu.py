@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.cpu import Tally
 
 
-def test_a_process_running_before_the_span_counts_from_its_first_sample() -> None:
+@pytest.mark.parametrize(
+    ("created", "spent", "waited"),
+    [
+        (10.0, 1.5, 0.25),  # up for hours, missed by the first sample: from its first one on
+        (1000.5, 5001.5, 3600.25),  # started within the span: all its time
+    ],
+)
+def test_a_process_first_seen_mid_span_counts_all_its_time_only_if_it_started_in_it(
+    created: float, spent: float, waited: float
+) -> None:
     tally = Tally(opened=1000.0)
-    tally.add(7, "other", created=10.0, total=5000.0, queued=3600.0)  # up for hours
-    tally.add(7, "other", created=10.0, total=5001.5, queued=3600.25)
-    assert tally.spent["other"] == 1.5
-    assert tally.waited["other"] == 0.25
-
-
-def test_a_process_started_within_the_span_counts_all_its_time() -> None:
-    tally = Tally(opened=1000.0)
-    tally.add(8, "service tiering", created=1000.5, total=2.0, queued=0.5)
-    tally.add(8, "service tiering", created=1000.5, total=3.0, queued=0.75)
-    assert tally.spent["service tiering"] == 3.0
-    assert tally.waited["service tiering"] == 0.75
+    tally.add(7, "other", created=created, total=5000.0, queued=3600.0)
+    tally.add(7, "other", created=created, total=5001.5, queued=3600.25)
+    assert tally.spent["other"] == spent
+    assert tally.waited["other"] == waited
 
 
 def test_a_reused_pid_is_a_new_process() -> None:
