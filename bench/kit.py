@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.contracts.topics import TOPICS
 from shared.db import create_engine, session_factory
 from shared.devstack.broker import free_port
+from shared.metrics import CONSUMER_LAG
 from shared.service import ServiceSpec
 from shared.tables import outbox
 from shared.testing.backlog import start_at_now
@@ -39,7 +40,7 @@ from shared.testing.services import (
 from shared.web.auth import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
-LAG_METRIC = "steward_consumer_lag"
+LAG_METRIC = next(iter(CONSUMER_LAG.describe())).name
 
 
 def envelope(topic: str, data: dict[str, Any]) -> bytes:
