@@ -111,7 +111,7 @@ async def test_sigkill_mid_stream_then_restart_yields_exactly_the_expected_chang
             missing = [e for e in events if e["event_id"] not in got]
             print("MISSING", len(events), [(m["event_id"], m["data"]) for m in missing][:3])
             raise
-        await asyncio.sleep(0.5)  # let any straggler republished by the relay arrive
+        await changes.caught_up()  # a straggler republished by the relay is seen by now
         mine = await emitted_ids(infra.database_url, schema, TIER_CHANGED)
         records = changes.matching(lambda r: r.key in ours and value_of(r)["event_id"] in mine)
         async with httpx.AsyncClient(base_url=second.url) as client:
