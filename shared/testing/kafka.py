@@ -113,8 +113,8 @@ class TopicWatcher:
             late = []
             for tp, kept in self._next.items():
                 highwater = self._consumer.highwater(tp)
-                polled = self._consumer.last_poll_timestamp(tp) / 1000
-                if highwater is None or polled < since or kept < highwater:
+                polled = self._consumer.last_poll_timestamp(tp)  # ms; None before a fetch
+                if highwater is None or polled is None or polled / 1000 < since or kept < highwater:
                     late.append(tp)
             return late
 
