@@ -60,14 +60,18 @@ def role(process: psutil.Process, bench_pid: int) -> str:
 def runqueue_seconds(pid: int) -> float | None:
     """How long the threads of a process have waited for a core, runnable but not running
     (Linux's per-thread schedstat; None where the OS does not say). Threads that ended are
-    not counted."""
-    waited = 0
+    not counted, nor is one that ends while this reads."""
     try:
-        for task in os.scandir(f"/proc/{pid}/task"):
+        tasks = list(os.scandir(f"/proc/{pid}/task"))
+    except OSError:
+        return None
+    waited = 0
+    for task in tasks:
+        try:
             with open(f"{task.path}/schedstat") as stat:
                 waited += int(stat.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
+        except (OSError, IndexError, ValueError):
+            continue
     return waited / 1e9
 
 
@@ -95,26 +99,29 @@ class Tally:
     spent: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     waited: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     # pid → (role, start time, CPU seconds, seconds waited for a core) at the last sample
-    _seen: dict[int, tuple[str, float, float, float]] = field(default_factory=dict)
+    _seen: dict[int, tuple[str, float, float, float | None]] = field(default_factory=dict)
 
-    def add(self, pid: int, name: str, created: float, total: float, queued: float) -> None:
-        """One sample of a process: its role, start time (wall-clock) and counters. A
-        process keeps the role it had when first seen (an exiting one loses its name)."""
+    def add(self, pid: int, name: str, created: float, total: float, queued: float | None) -> None:
+        """One sample of a process: its role, start time (wall-clock) and counters (None:
+        its run-queue time could not be read this time). A process keeps the role it had
+        when first seen (an exiting one loses its name)."""
         known = self._seen.get(pid)
-        if known is not None and known[1] == created:
-            name = known[0]
-        self._seen[pid] = (name, created, total, queued)
         if known is None or known[1] != created:  # not seen yet, or its pid was reused
             # Started within the span: all its time counts. Running before (and not read
             # by an earlier sample): from now on only, or a process up for hours would add
-            # its whole past, as "other" once waited 17.99 cores' worth on two cores.
+            # its whole past.
             if created >= self.opened:
                 self.spent[name] += total
-                self.waited[name] += queued
+                self.waited[name] += queued or 0.0
+            self._seen[pid] = (name, created, total, queued)
             return
-        _, _, total_before, queued_before = known
+        name, _, total_before, queued_before = known
         self.spent[name] += total - total_before
-        self.waited[name] += max(queued - queued_before, 0.0)  # a thread ended: less in all
+        if queued is None:  # unread: the last reading stays the baseline
+            queued = queued_before
+        elif queued_before is not None:  # a thread ended: less in all, so never below 0
+            self.waited[name] += max(queued - queued_before, 0.0)
+        self._seen[pid] = (name, created, total, queued)
 
 
 @asynccontextmanager
@@ -128,7 +135,7 @@ async def cpu_use() -> AsyncIterator[CpuUse]:
             times, created = process.info["cpu_times"], process.info["create_time"]
             if times is None or created is None:
                 continue
-            queued = runqueue_seconds(process.pid) or 0.0
+            queued = runqueue_seconds(process.pid)
             name = role(process, bench_pid)
             tally.add(process.pid, name, created, times.user + times.system, queued)
 

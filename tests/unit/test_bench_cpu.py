@@ -38,3 +38,14 @@ def test_an_exiting_process_keeps_its_role() -> None:
     tally.add(10, "postgres", created=1000.0, total=1.0, queued=0.0)
     tally.add(10, "other", created=1000.0, total=1.25, queued=0.0)  # a zombie has no name
     assert tally.spent == {"postgres": 1.25}
+
+
+def test_an_unread_run_queue_time_is_no_baseline() -> None:
+    # A failed read once made a process up for hours add all its past waits at once.
+    tally = Tally(opened=1000.0)
+    tally.add(11, "other", created=10.0, total=5000.0, queued=None)
+    tally.add(11, "other", created=10.0, total=5000.5, queued=3600.0)
+    tally.add(11, "other", created=10.0, total=5001.0, queued=None)
+    tally.add(11, "other", created=10.0, total=5001.5, queued=3600.5)
+    assert tally.spent["other"] == 1.5
+    assert tally.waited["other"] == 0.5
