@@ -41,7 +41,7 @@ def test_an_exiting_process_keeps_its_role() -> None:
 
 
 def test_an_unread_run_queue_time_is_no_baseline() -> None:
-    # A failed read once made a process up for hours add all its past waits at once.
+    # Stored as 0, a failed read would make a process up for hours add all its past waits.
     tally = Tally(opened=1000.0)
     tally.add(11, "other", created=10.0, total=5000.0, queued=None)
     tally.add(11, "other", created=10.0, total=5000.5, queued=3600.0)
