@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from services.notifications.domain import BANK_TZ
+from services.notifications.store import customers_by_id
 from shared.contracts.topics import (
     CUSTOMER_UPDATED,
     NOTIFICATION_STATUS,
@@ -21,7 +21,7 @@ from shared.contracts.topics import (
     TIER_CHANGED,
     dead_letter_topic,
 )
-from shared.db import asyncpg_dsn
+from shared.db import create_engine, session_factory
 from shared.testing.kafka import TopicWatcher, header, make_event, publish
 from shared.testing.processes import ServiceProcess
 from shared.testing.services import TEST_JWT_SECRET, RunningService
@@ -75,20 +75,16 @@ async def _wait_for_recipients(database_url: str, schema: str, customer_ids: lis
     `customer_ids`. The ProfileChanged records on the topic are not enough: the process reads
     the session's topics from their start, and a TierChanged it met before its recipient's
     profile would wait only the (shortened) unknown-recipient grace."""
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    engine = create_engine(database_url, schema, application_name="test-pii")
     try:
 
-        async def known() -> int:
-            return int(
-                await conn.fetchval(
-                    f'SELECT count(*) FROM "{schema}".customers WHERE customer_id = ANY($1)',
-                    customer_ids,
-                )
-            )
+        async def known() -> dict[str, object]:
+            async with session_factory(engine)() as session:
+                return await customers_by_id(session, customer_ids)
 
-        await eventually(known, lambda n: n == len(customer_ids), timeout=60)
+        await eventually(known, lambda found: len(found) == len(customer_ids), timeout=60)
     finally:
-        await conn.close()
+        await engine.dispose()
 
 
 async def test_no_unmasked_mobile_or_openid_in_the_logs(infra, kafka_producer, gateway, tmp_path):
