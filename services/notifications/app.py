@@ -81,6 +81,9 @@ def wire(rt: Runtime) -> Wiring:
         unknown_recipient_grace=timedelta(
             seconds=settings.notifications_unknown_recipient_grace_seconds
         ),
+        unknown_recipient_retry=timedelta(
+            seconds=settings.notifications_unknown_recipient_retry_seconds
+        ),
         clock=rt.clock,
     )
     return Wiring(

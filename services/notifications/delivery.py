@@ -180,6 +180,7 @@ class DeliverNotifications:
         round_size: int,
         round_budget: timedelta,
         unknown_recipient_grace: timedelta,
+        unknown_recipient_retry: timedelta,
         clock: Clock,
     ) -> None:
         self.providers = providers
@@ -189,6 +190,7 @@ class DeliverNotifications:
         self.round_size = round_size
         self.round_budget = round_budget.total_seconds()
         self.grace = unknown_recipient_grace
+        self.retry = min(unknown_recipient_retry, unknown_recipient_grace)
         self.clock = clock
         self._tls: Any = None  # built once: an SSL context costs more than a round of sends
 
@@ -226,7 +228,7 @@ class DeliverNotifications:
                 and tx.now - row.created_at < self.grace
             ):
                 # The profile may simply not have arrived yet (another topic).
-                writes.again(row, tx.now + min(self.grace, timedelta(seconds=30)))
+                writes.again(row, tx.now + self.retry)
                 continue
             pending_msg = Pending(row.category, row.urgent, frozenset(row.exhausted_channels))
             decision = decide(pending_msg, row.recipient_kind, contact, tx.now)

@@ -58,6 +58,12 @@ class NotificationsSettings(StewardSettings):
         ge=0,
         description="How long a message waits for its customer's profile to arrive",
     )
+    notifications_unknown_recipient_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often a message waiting for its customer's profile looks again "
+        "(at most the grace)",
+    )
 
     @model_validator(mode="after")
     def _providers_are_configured(self) -> NotificationsSettings:

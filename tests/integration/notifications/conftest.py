@@ -51,7 +51,11 @@ async def notifications(
         notifications_retry_base_seconds=0.05,
         notifications_retry_cap_seconds=0.2,
         notifications_daily_cap=DAILY_CAP,
-        notifications_unknown_recipient_grace_seconds=5,
+        # A minute's grace, looking again every 5 s: a profile published after its message
+        # has a minute of real time to arrive however slow the machine, and a test that needs
+        # the grace over moves the clock past it.
+        notifications_unknown_recipient_grace_seconds=60,
+        notifications_unknown_recipient_retry_seconds=5,
     )
     async with running_service(SPEC, settings) as svc:
         # Start on a working morning (09:00 Shanghai) so default quiet hours stay out of
