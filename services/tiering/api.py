@@ -47,17 +47,12 @@ class TierHistory(BaseModel):
     items: list[TierChange]
 
 
-# The thresholds' column is numeric(18, 2): 16 digits before the point. A larger amount
-# failed the insert (a 500, found by the OpenAPI fuzzing); it is a 422 now.
-_THRESHOLD_LIMIT = Decimal("1e16")
-
-
 class PolicyBody(BaseModel):
     """The tier policy; thresholds are inclusive lower bounds in CNY."""
 
-    potential_from: Money = Field(ge=0, lt=_THRESHOLD_LIMIT, examples=["50000.00"])
-    quality_from: Money = Field(ge=0, lt=_THRESHOLD_LIMIT, examples=["500000.00"])
-    high_end_from: Money = Field(ge=0, lt=_THRESHOLD_LIMIT, examples=["3000000.00"])
+    potential_from: Money = Field(ge=0, examples=["50000.00"])
+    quality_from: Money = Field(ge=0, examples=["500000.00"])
+    high_end_from: Money = Field(ge=0, examples=["3000000.00"])
     basis: Literal["balance", "average_daily_balance"] = "balance"
     adb_days: int = Field(default=30, ge=1, le=366)
     downgrade_grace_days: int = Field(default=0, ge=0, le=366)

@@ -88,8 +88,11 @@ def events_markdown() -> str:
         "Generated from `shared/contracts` by `make docs` — do not edit by hand.",
         "Every value is a JSON envelope (`event_id`, `event_type`, `schema_version`,",
         "`occurred_at`, `producer`, `correlation_id`, `causation_id`, `data`); the key is",
-        "the `customer_id`. Amounts are strings (integers accepted, floats rejected);",
-        "timestamps are RFC 3339 with an offset. Machine-readable: `asyncapi.json`.",
+        "the `customer_id`. Amounts are strings (integers accepted, floats rejected) of at",
+        "most two decimal places and 16 digits before the point (extends DESIGN.md: what",
+        "NUMERIC(18, 2) holds; a larger or finer amount is dead-lettered as",
+        "`schema_invalid`); timestamps are RFC 3339 with an offset. Machine-readable:",
+        "`asyncapi.json`.",
         "",
     ]
     for name, topic in TOPICS.items():

@@ -16,6 +16,14 @@ from pydantic import (
     WithJsonSchema,
 )
 
+# What every service stores an amount as, NUMERIC(18, 2): two places (DOMAIN.md: "amounts
+# are exact decimals (two places)"), sixteen digits before the point. An amount outside it
+# is refused where it comes in, naming its field: Postgres would round a third place away,
+# or refuse the amount and fail the statement that stores it.
+_CENT = Decimal("0.01")
+MONEY_LIMIT = Decimal(10) ** 16
+"""Every amount lies strictly between -MONEY_LIMIT and MONEY_LIMIT."""
+
 
 def _parse_money(value: Any) -> Decimal:
     # bool is an int subclass; a float has already lost exactness — both are refused.
@@ -34,6 +42,10 @@ def _parse_money(value: Any) -> Decimal:
         raise ValueError(f"amounts must be strings or integers, got {type(value).__name__}")
     if not amount.is_finite():
         raise ValueError(f"{value!r} is not a finite amount")
+    if abs(amount) >= MONEY_LIMIT:
+        raise ValueError(f"{value!r} is out of range: at most 16 digits before the point")
+    if amount != amount.quantize(_CENT):
+        raise ValueError(f"{value!r} has more than two decimal places")
     return amount
 
 
@@ -44,15 +56,17 @@ Money = Annotated[
     WithJsonSchema(
         {
             "oneOf": [
-                {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"},
-                {"type": "integer"},
+                {"type": "string", "pattern": r"^-?\d{1,16}(\.\d{1,2})?$"},
+                {"type": "integer", "exclusiveMinimum": -(10**16), "exclusiveMaximum": 10**16},
             ],
-            "description": "Exact decimal as a JSON string (integers accepted, floats rejected)",
+            "description": "Exact decimal as a JSON string, at most two decimal places and 16 "
+            "digits before the point (integers accepted, floats rejected)",
             "examples": ["50000.00"],
         }
     ),
 ]
-"""A decimal amount: from a string or an integer, never a float; serialised as a string."""
+"""A decimal amount of at most two places and 16 digits before the point: from a string or
+an integer, never a float; serialised as a string."""
 
 # Postgres refuses a UTC offset of 16 hours or more ("time zone displacement out of
 # range"); the offsets in use lie between -12:00 and +14:00.

@@ -99,6 +99,7 @@ INVALID = "schema_invalid"
 SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
     BALANCE_CHANGED: (
         ("float amount", {"balance": 50000.5}, None, "data.balance", INVALID, None),
+        ("third decimal place", {"balance": "10.005"}, None, "data.balance", INVALID, None),
         ("missing field", {}, "currency", "data.currency", INVALID, None),
         ("naive datetime", {"booked_at": NAIVE}, None, "data.booked_at", INVALID, None),
         # Profile counts foreign postings without converting them; tiering cannot.
@@ -128,6 +129,14 @@ SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
             {"amount_involved": "-5.00"},
             None,
             "data.amount_involved",
+            "invalid_complaint",
+            None,
+        ),
+        (
+            "received in the future",
+            {"received_at": "2999-01-01T08:00:00+08:00"},
+            None,
+            "data.received_at",
             "invalid_complaint",
             None,
         ),

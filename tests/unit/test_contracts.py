@@ -185,6 +185,27 @@ def test_models_are_frozen():
         SAMPLES[BALANCE_CHANGED].balance = Decimal(1)  # type: ignore[misc]
 
 
+def test_an_amount_numeric_18_2_cannot_hold_is_rejected_naming_the_field():
+    """DOMAIN.md: amounts have two places; every service stores them as NUMERIC(18, 2)."""
+    for amount, problem in (
+        ("10.005", "more than two decimal places"),
+        ("1E+16", "out of range"),
+        ("-10000000000000000", "out of range"),
+        (10**16, "out of range"),
+    ):
+        reason = _reason(_balance_event(balance=amount))
+        assert "data.balance" in reason and problem in reason, reason
+    for amount in ("9999999999999999.99", "-9999999999999999.99", "10.500", "1E+3", 12):
+        parse_event(BALANCE_CHANGED, json.dumps(_balance_event(balance=amount)).encode())
+
+
+def test_quiet_hours_are_ascii_hh_mm():
+    assert ev.QuietHours(start="21:00", end="08:00").start == "21:00"
+    for start in ("21:0\uff10", "\uff121:00", "9:00"):
+        with pytest.raises(ValidationError):
+            ev.QuietHours(start=start, end="08:00")
+
+
 def test_money_serialises_as_string():
     dumped = json.loads(Envelope[ev.BalanceChanged](**_balance_event()).model_dump_json())
     assert dumped["data"]["balance"] == "10.00"
