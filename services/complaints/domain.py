@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
@@ -20,6 +20,7 @@ from shared.contracts.events import (
     SlaClock,
     Tier,
 )
+from shared.contracts.types import MONEY_LIMIT
 
 FUND_SECURITY: frozenset[str] = frozenset(
     {"card_fraud", "unauthorized_transaction", "account_security"}
@@ -36,6 +37,10 @@ DEFAULT_ROUTING: dict[str, str] = {
 }
 SEVERITIES: tuple[Severity, ...] = ("normal", "urgent", "major")
 CENT = Decimal("0.01")
+# A receipt time is refused before this (the deadlines and the repeat window are computed
+# from it: 0001-01-01 less 90 days does not exist) and more than FUTURE_SKEW ahead of now.
+EARLIEST_RECEIPT = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SKEW = timedelta(minutes=5)  # tolerated clock difference of a filing desk or channel
 TIMER_SLA = "complaints.sla"
 TIMER_CALLBACK = "complaints.callback"
 
@@ -453,6 +458,13 @@ class Filing:
             )
         if self.received_at.tzinfo is None:
             raise InvalidCommand("received_at", "needs a timezone offset")
+        if self.received_at < EARLIEST_RECEIPT:
+            raise InvalidCommand("received_at", "must not be before 2000-01-01T00:00:00Z")
+
+    def check_received_by(self, now: datetime) -> None:
+        """A complaint cannot be received in the future (beyond a desk's clock skew)."""
+        if self.received_at > now + FUTURE_SKEW:
+            raise InvalidCommand("received_at", "must not be in the future")
 
 
 @dataclass(frozen=True)
@@ -830,7 +842,10 @@ def compensation_for(
         return policy.service_flaw_points[severity], None
     if loss_amount is None or loss_amount <= 0:
         raise InvalidCommand("loss_amount", "a fund loss needs a positive confirmed loss amount")
-    return None, (loss_amount * policy.fund_loss_rate).quantize(CENT, ROUND_HALF_UP)
+    amount = (loss_amount * policy.fund_loss_rate).quantize(CENT, ROUND_HALF_UP)
+    if amount >= MONEY_LIMIT:
+        raise InvalidCommand("loss_amount", f"its compensation {amount} is out of range")
+    return None, amount
 
 
 # --- reports ------------------------------------------------------------------------------

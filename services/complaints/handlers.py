@@ -311,7 +311,9 @@ class FileComplaintsFromChannels:
         filings = []
         for event in events:
             try:
-                filings.append((filing_of(event.data), event, new_id()))
+                filing = filing_of(event.data)
+                filing.check_received_by(tx.now)
+                filings.append((filing, event, new_id()))
             except InvalidCommand as exc:
                 raise RejectedEvent(
                     event, f"data.{exc.field}: {exc.problem}", "invalid_complaint"

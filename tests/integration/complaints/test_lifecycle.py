@@ -90,6 +90,9 @@ async def test_customer_files_own_complaint_and_staff_is_first_contact_owner(svc
         ({"received_at": "2026-01-01T08:00:00"}, "body.received_at"),  # no offset
         ({"received_at": "2999-01-01T08:00:00+08:00"}, "body.received_at"),  # future
         ({"received_at": "0554-07-17T12:04:05-19:23"}, "body.received_at"),  # offset
+        ({"received_at": "0001-01-01T00:00:00+00:00"}, "body.received_at"),  # year 1
+        ({"amount_involved": "1E+30"}, "body.amount_involved"),  # beyond NUMERIC(18, 2)
+        ({"amount_involved": "10.005"}, "body.amount_involved"),  # a third place
     ],
 )
 async def test_bad_filings_are_422_naming_the_field(svc, change, field):
@@ -114,6 +117,15 @@ async def test_filing_authorisation(svc):
     assert ops.status_code == 403
     anonymous = await svc.http.post("/complaints", json=body)
     assert anonymous.status_code == 401
+    own = body | {"customer_id": cid}
+    # A customer files through the app, received now: not as the regulator, not backdated.
+    for change in ({"channel": "regulator"}, {"received_at": "2026-01-01T08:00:00+08:00"}):
+        refused = await svc.http.post("/complaints", json=own | change, headers=customer(cid))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == "forbidden"
+    filed = await svc.http.post("/complaints", json=own | {"channel": "app"}, headers=customer(cid))
+    assert filed.status_code == 201, filed.text
+    assert (filed.json()["channel"], filed.json()["severity"]) == ("app", "normal")
 
 
 async def test_idempotency_key(svc, updates):
@@ -303,6 +315,11 @@ async def test_compensation_for_a_major_fund_loss(svc, updates):
     missing = await post(svc, path, {"kind": "fund_loss"})
     assert missing.status_code == 422
     assert "loss_amount" in missing.json()["detail"]
+    for loss in ("99999999999999999999999999", "9999999999999999.99", "0.004"):
+        # beyond NUMERIC(18, 2) itself, or its 120 % would be; a third decimal place
+        refused = await post(svc, path, {"kind": "fund_loss", "loss_amount": loss})
+        assert refused.status_code == 422, refused.text
+        assert "loss_amount" in refused.json()["detail"]
 
     [*_, last] = await updates.wait_for(
         lambda r: value_of(r)["data"]["complaint_id"] == c["complaint_id"], count=3
