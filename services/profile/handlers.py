@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.profile import store
@@ -104,17 +104,24 @@ class ApplyProfileEvents:
         """One first-month inactivity check per onboarding date (moved if CRM corrects it)."""
         previous, onboarded = before.values["onboarded_at"], after.values["onboarded_at"]
         if previous is not None:
-            checks.cancel(f"{after.customer_id}:{previous.isoformat()}")
+            checks.cancel(_first_month_key(after.customer_id, previous))
         if onboarded is None:
             return
         due_at = add_months(onboarded, self.policy.new_customer_months)
         if due_at < tx.now - NEW_CUSTOMER_BACKFILL_GRACE:
             return
         checks.schedule(
-            f"{after.customer_id}:{onboarded.isoformat()}",
+            _first_month_key(after.customer_id, onboarded),
             due_at,
             {"customer_id": after.customer_id, "onboarded_at": onboarded.isoformat()},
         )
+
+
+def _first_month_key(customer_id: str, onboarded: datetime) -> str:
+    """The check's timer key, in UTC: the date is scheduled with CRM's offset and cancelled
+    as read back from Postgres (UTC); with the offset in the key, a correction's cancel
+    missed the first date's check, which then fired."""
+    return f"{customer_id}:{onboarded.astimezone(UTC).isoformat()}"
 
 
 async def update_profile(

@@ -293,7 +293,9 @@ async def test_a_corrected_onboarding_date_moves_the_first_month_check(
     profile_svc, callbacks, kafka_producer
 ):
     customer = new_customer()
-    first = profile_svc.runtime.clock.now()
+    # CRM's own offset (+08:00); the stored date reads back in UTC. Each date lands in a
+    # transaction of its own: the correction finds the first date's check in the database.
+    first = profile_svc.runtime.clock.now().astimezone(SHANGHAI)
     corrected = first + timedelta(days=10)
     for onboarded in (first, corrected):
         await publish(
@@ -303,12 +305,14 @@ async def test_a_corrected_onboarding_date_moves_the_first_month_check(
                 CUSTOMER_UPDATED, {"customer_id": customer, "onboarded_at": onboarded.isoformat()}
             ),
         )
-    await eventually(
-        lambda: profile_svc.http.get(f"/profiles/{customer}", headers=profile_svc.token("admin")),
-        lambda r: (
-            r.status_code == 200 and datetime.fromisoformat(r.json()["onboarded_at"]) == corrected
-        ),
-    )
+        await eventually(
+            lambda: profile_svc.http.get(
+                f"/profiles/{customer}", headers=profile_svc.token("admin")
+            ),
+            lambda r, at=onboarded: (
+                r.status_code == 200 and datetime.fromisoformat(r.json()["onboarded_at"]) == at
+            ),
+        )
     await profile_svc.advance_clock(32 * DAY)  # the first date's check would be due by now
     await quiet(profile_svc, callbacks)
     assert not callbacks.matching(reason(customer, "new_customer_inactive"))
