@@ -28,7 +28,7 @@ from shared.web.errors import ApiError
 
 router = APIRouter(tags=["notifications"])
 
-E164 = r"^\+[1-9]\d{7,14}$"
+E164 = r"^\+[1-9][0-9]{7,14}$"
 
 
 class RecipientOut(BaseModel):

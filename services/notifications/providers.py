@@ -26,7 +26,7 @@ from services.notifications.domain import AttemptResult
 from shared.clock import Clock
 from shared.contracts.events import Channel
 
-E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 
 
 @dataclass(frozen=True)

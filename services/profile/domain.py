@@ -100,10 +100,12 @@ def check_consistency(profile: Profile, changes: Mapping[str, Any]) -> None:
 
 # --- validation ----------------------------------------------------------------------------
 
-_MAINLAND_MOBILE = re.compile(r"1[3-9]\d{9}")
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+# [0-9], not \d: \d also matches full-width digits (U+FF10 to U+FF19, as a Chinese IME
+# types them), which time.fromisoformat and the SMS gateways refuse downstream.
+_MAINLAND_MOBILE = re.compile(r"1[3-9][0-9]{9}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _SEPARATORS = re.compile(r"[\s\-().]")
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 def normalise_mobile(raw: str) -> str:

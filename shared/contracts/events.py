@@ -207,8 +207,8 @@ class ComplaintCallbackDue(Contract):
 class QuietHours(Contract):
     """Local (Asia/Shanghai) window in which non-urgent messages wait; may cross midnight."""
 
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["21:00"])
-    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["08:00"])
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["21:00"])
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["08:00"])
 
 
 class ProfileChanged(Contract):

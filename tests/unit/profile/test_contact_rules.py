@@ -45,7 +45,18 @@ def test_mobile_numbers_are_normalised_to_e164(raw: str, e164: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["12345", "1380013800", "23800138000", "+86138001380001", "+8612800138000", "phone", "+0123"],
+    [
+        "12345",
+        "1380013800",
+        "23800138000",
+        "+86138001380001",
+        "+8612800138000",
+        "phone",
+        "+0123",
+        # full-width digits, as a Chinese IME types them
+        "13\uff18\uff10\uff10\uff11\uff13\uff18\uff10\uff10\uff10",
+        "+\uff14\uff142079460000",
+    ],
 )
 def test_invalid_mobile_numbers_name_the_field(raw: str) -> None:
     with pytest.raises(InvalidField) as exc:
@@ -80,6 +91,8 @@ def test_quiet_hours_window_within_one_day() -> None:
         ("25:00", "08:00", "quiet_hours.start"),
         ("21:00", "8:00", "quiet_hours.end"),
         ("21:00", "21:00", "quiet_hours"),
+        ("21:0\uff10", "08:00", "quiet_hours.start"),  # a full-width digit
+        ("21:00", "\uff108:00", "quiet_hours.end"),
     ],
 )
 def test_invalid_quiet_hours_name_the_field(start: str, end: str, field: str) -> None:
