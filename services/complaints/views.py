@@ -31,13 +31,17 @@ class FileComplaintRequest(Body):
         default=None, min_length=1, max_length=64, description="Required with a staff token"
     )
     channel: ComplaintChannel | None = Field(
-        default=None, description="Defaults to `app` for customers; required for staff"
+        default=None,
+        description="Required for staff; a customer files through `app` (the default)",
     )
     category: ComplaintCategory
     description: str = Field(min_length=1, max_length=4000)
     amount_involved: Money | None = None
     branch_id: str | None = Field(default=None, min_length=1, max_length=64)
-    received_at: Timestamp | None = Field(default=None, description="Defaults to now")
+    received_at: Timestamp | None = Field(
+        default=None,
+        description="Defaults to now; staff only: from 2000 on, not in the future",
+    )
 
 
 class TransferRequest(Body):
