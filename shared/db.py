@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import orjson
 from sqlalchemy import TextClause, text
@@ -55,6 +56,21 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def migration_lock(schema: str) -> tuple[TextClause, dict[str, str]]:
     """The transaction-scoped advisory lock that lets one replica at a time migrate `schema`."""
     return text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"migrate.{schema}"}
+
+
+_LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(hashtext(:scope || ':' || key))"
+    " FROM unnest(CAST(:keys AS text[])) AS key"
+)
+
+
+async def lock_keys(session: AsyncSession, scope: str, keys: Iterable[str]) -> None:
+    """Transaction-scoped advisory locks on `keys` within `scope`, in one round trip and in
+    sorted order (two transactions wanting some of the same keys never deadlock): they
+    serialise the writers of what no row stands for yet, a profile not created or a
+    customer's next complaint. A transaction's next statement sees what the holder it waited
+    for committed."""
+    await session.execute(_LOCK_KEYS, {"scope": scope, "keys": sorted(set(keys))})
 
 
 async def ensure_schema(engine: AsyncEngine, schema: str) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 # Postgres SQLSTATE classes that say "try again": connection, resources, shutdown,
 # serialization failure, deadlock.
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01", "55P03")
+_CONFLICT_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
@@ -44,6 +45,12 @@ def is_transient(exc: BaseException) -> bool:
         if type(cause).__name__ in {"ConnectionDoesNotExistError", "InterfaceError"}:
             return True
     return False
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when Postgres aborted the transaction to end a deadlock or a serialization
+    failure: the transaction it ran into goes through, so the same work again can too."""
+    return any(getattr(cause, "sqlstate", None) in _CONFLICT_SQLSTATES for cause in causes(exc))
 
 
 def backoff_seconds(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:

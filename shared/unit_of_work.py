@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,8 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.bulk import APPEND_INLINE_ROWS, Upsert, Write, any_of, bulk_copy, bulk_writes, json_text
 from shared.clock import Clock
 from shared.contracts import Contract, Envelope
+from shared.faults import backoff_seconds, is_conflict
 from shared.messaging.outbox import Outbox
 from shared.tables import outbox, timers
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What moving an existing timer resets (it fires again, once, at its new time).
 _RESCHEDULE = {"fired_at": "NULL", "attempts": "0", "last_error": "NULL", "created_at": "now()"}
@@ -192,6 +198,22 @@ class UnitOfWork:
         process looks at once, without waiting for the NOTIFY to come back through
         Postgres (which still wakes the relays of other processes)."""
         self._outbox_watchers.append(watcher)
+
+    async def run(self, work: Callable[[Tx], Awaitable[T]], *, attempts: int = 3) -> T:
+        """`work` in a transaction; again, in a new one, when Postgres aborted it to end a
+        deadlock or a serialization failure (`is_conflict`): a request that met a timer
+        firing on the same rows, which lock them in the opposite order, is answered instead
+        of failing with a 503. `work` must do nothing but through `tx`."""
+        for attempt in range(attempts):
+            try:
+                async with self() as tx:
+                    return await work(tx)
+            except Exception as exc:
+                if attempt + 1 >= attempts or not is_conflict(exc):
+                    raise
+                log.info("transaction aborted by a conflict, running it again: %r", exc)
+            await asyncio.sleep(backoff_seconds(attempt, base=0.05, cap=0.5))
+        raise AssertionError("unreachable")
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[Tx]:

@@ -48,6 +48,7 @@ from services.complaints.views import (
 from shared.contracts.events import ComplaintChannel, ComplaintStatus, Severity
 from shared.group_commit import GroupCommit
 from shared.service import Runtime
+from shared.unit_of_work import Tx
 from shared.web.app import RuntimeDep
 from shared.web.auth import (
     CurrentOps,
@@ -214,10 +215,14 @@ async def get_complaint(complaint_id: str, who: CurrentPrincipal, rt: RuntimeDep
 
 
 async def _act(rt: Runtime, complaint_id: str, command: Command) -> ComplaintView:
+    async def work(tx: Tx) -> tuple[Complaint, datetime]:
+        return await handlers.act(tx, complaint_id, command), tx.now
+
+    # Run again after a deadlock: an action locks the complaint, then its timers; a timer
+    # firing for it has locked them in the opposite order.
     with domain_errors():
-        async with rt.uow() as tx:
-            complaint = await handlers.act(tx, complaint_id, command)
-    return complaint_view(complaint, tx.now, detail=True)
+        complaint, now = await rt.uow.run(work)
+    return complaint_view(complaint, now, detail=True)
 
 
 def _policy(rt: Runtime) -> ComplaintPolicy:

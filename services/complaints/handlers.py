@@ -44,6 +44,7 @@ from shared.contracts.topics import (
     SLA_BREACHED,
     SLA_WARNING,
 )
+from shared.db import lock_keys
 from shared.ids import new_id
 from shared.messaging.consumer import RejectedEvent
 from shared.ratelimit import Allowance, RateLimit, RateLimited
@@ -144,6 +145,10 @@ async def file_complaints(
     """
     if not filings:
         return []
+    # A repeat is judged on the customer's earlier complaints: a filing for the same
+    # customer in flight elsewhere (the channel topic and the API, another replica) is
+    # waited for, and then seen, instead of both passing as first complaints.
+    await lock_keys(tx.session, "complaint-filing", (f.customer_id for f, _, _ in filings))
     context = await store.filing_context(
         tx.session,
         (f.complaint_ref for f, _, _ in filings),

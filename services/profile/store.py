@@ -21,7 +21,6 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.domain import PROFILE_FIELDS, Profile
 from shared.bulk import any_of, bulk_insert, json_text
+from shared.db import lock_keys
 
 metadata = MetaData()
 MONEY = Numeric(18, 2)
@@ -130,16 +130,10 @@ def _profile(row: Any) -> Profile:
 async def lock_profiles(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, Profile]:
     """The existing profiles among `customer_ids`, row-locked for this transaction."""
     ids = sorted(set(customer_ids))
-    # Row locks cannot cover a profile that does not exist yet: a transaction-scoped advisory
-    # lock per customer (taken in sorted order) serialises every writer of the same customer,
-    # e.g. two replicas creating it from a CRM update and a tier change at the same moment.
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(hashtext('profile:' || id))"
-            " FROM unnest(CAST(:ids AS text[])) AS id"
-        ),
-        {"ids": ids},
-    )
+    # Row locks cannot cover a profile that does not exist yet: an advisory lock per customer
+    # serialises every writer of the same customer, e.g. two replicas creating it from a CRM
+    # update and a tier change at the same moment.
+    await lock_keys(session, "profile", ids)
     rows = await session.execute(
         select(profiles).where(any_of(profiles.c.customer_id, ids)).with_for_update()
     )
