@@ -45,6 +45,7 @@ from services.complaints.views import (
     complaint_view,
     stats_view,
 )
+from shared.contracts import Timestamp
 from shared.contracts.events import ComplaintChannel, ComplaintStatus, Severity
 from shared.group_commit import GroupCommit
 from shared.service import Runtime
@@ -161,8 +162,8 @@ async def file_complaint(
 async def complaint_stats(
     _: CurrentOps,
     rt: RuntimeDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
 ) -> ComplaintStats:
     """SLA compliance %, handling time, repeat rate and NPS by severity, department, branch."""
     now = rt.clock.now()

@@ -368,6 +368,11 @@ async def test_list_filters_and_stats(svc):
     assert late["complaint_id"] in await ids("status=received&department=retail_banking")
     bad = await svc.http.get("/complaints?status=lost", headers=STAFF)
     assert bad.status_code == 422
+    # A report's window is instants: a naive time would be read in the server's zone.
+    naive = await svc.http.get("/complaints/stats?since=2026-01-01T00:00:00", headers=OPS)
+    assert naive.status_code == 422 and "since" in naive.json()["detail"], naive.text
+    aware = await svc.http.get("/complaints/stats?since=2026-01-01T00:00:00%2B08:00", headers=OPS)
+    assert aware.status_code == 200, aware.text
 
 
 async def test_stats_by_branch_severity_and_department(svc):
