@@ -18,7 +18,7 @@ from services.profile import store
 from services.profile.domain import Profile, mask_mobile, mask_openid
 from services.profile.handlers import update_profile
 from services.profile.signals import signals_view
-from shared.contracts import Money
+from shared.contracts import MoneyTotal
 from shared.contracts.events import Channel, Language, MaintenanceTeam, Tier
 from shared.web.app import RuntimeDep
 from shared.web.auth import AccessibleCustomerId, AnyBankRole, CurrentPrincipal, Principal
@@ -85,7 +85,7 @@ class ProfilePatch(BaseModel):
 class MonthlyTransactions(BaseModel):
     month: str = Field(examples=["2026-11"], description="Asia/Shanghai calendar month")
     transactions: int
-    turnover_cny: Money
+    turnover_cny: MoneyTotal
 
 
 class RfmView(BaseModel):
@@ -95,7 +95,7 @@ class RfmView(BaseModel):
     total: int
     days_since_last_transaction: int | None
     transactions_12m: int
-    turnover_cny_12m: Money
+    turnover_cny_12m: MoneyTotal
 
 
 class EarlyWarningView(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from services.tiering import store
 from services.tiering.domain import TIERS, TierPolicy
 from services.tiering.handlers import change_policy, sweep_pending
-from shared.contracts import Money
+from shared.contracts import Money, MoneyTotal
 from shared.contracts.events import MaintenanceTeam, Tier
 from shared.web.app import RuntimeDep
 from shared.web.auth import AccessibleCustomerId, AnyBankRole, CurrentAdmin, CurrentOps
@@ -68,7 +68,7 @@ class PolicyView(PolicyBody):
 class TierShare(BaseModel):
     tier: Tier
     customers: int
-    total_balance: Money
+    total_balance: MoneyTotal
 
 
 class Distribution(BaseModel):

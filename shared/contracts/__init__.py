@@ -10,7 +10,7 @@ from shared.contracts.envelope import (
     timestamp_json,
 )
 from shared.contracts.topics import TOPICS, Topic, dead_letter_topic
-from shared.contracts.types import Contract, Money, Timestamp
+from shared.contracts.types import Contract, Money, MoneyTotal, Timestamp
 
 __all__ = [
     "TOPICS",
@@ -18,6 +18,7 @@ __all__ = [
     "Contract",
     "Envelope",
     "Money",
+    "MoneyTotal",
     "Timestamp",
     "Topic",
     "dead_letter_topic",

@@ -91,8 +91,8 @@ def events_markdown() -> str:
         "the `customer_id`. Amounts are strings (integers accepted, floats rejected) of at",
         "most two decimal places and 16 digits before the point (extends DESIGN.md: what",
         "NUMERIC(18, 2) holds; a larger or finer amount is dead-lettered as",
-        "`schema_invalid`); timestamps are RFC 3339 with an offset. Machine-readable:",
-        "`asyncapi.json`.",
+        "`schema_invalid`); timestamps are RFC 3339 with an offset, from 1900 to before",
+        "3000 (UTC; extends DESIGN.md likewise). Machine-readable: `asyncapi.json`.",
         "",
     ]
     for name, topic in TOPICS.items():

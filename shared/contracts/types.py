@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -68,21 +68,45 @@ Money = Annotated[
 """A decimal amount of at most two places and 16 digits before the point: from a string or
 an integer, never a float; serialised as a string."""
 
+MoneyTotal = Annotated[
+    Decimal,
+    PlainSerializer(lambda amount: format(amount, "f"), return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^-?\d+(\.\d+)?$",
+            "description": "Exact decimal as a JSON string",
+            "examples": ["123456789.00"],
+        }
+    ),
+]
+"""A sum of amounts in a report (a tier's deposits, a year's turnover): exact, serialised as
+a string, and not held to one amount's 16 digits."""
+
 # Postgres refuses a UTC offset of 16 hours or more ("time zone displacement out of
 # range"); the offsets in use lie between -12:00 and +14:00.
 _OFFSET_LIMIT = timedelta(hours=16)
 
 
-def _storable_offset(value: datetime) -> datetime:
+# Years a bank's events and requests can mean. Postgres stores far wider ones, but near
+# year 1 or 9999 a stored time did not read back (asyncpg: "date value out of range" once
+# in UTC), and every later batch reading that row failed.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _storable(value: datetime) -> datetime:
     offset = value.utcoffset()
     if offset is not None and abs(offset) >= _OFFSET_LIMIT:
         raise ValueError("the UTC offset must lie within -15:59 and +15:59")
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError("the time must lie from 1900-01-01 to before 3000-01-01 (UTC)")
     return value
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(_storable_offset)]
-"""RFC 3339 with an offset; a naive timestamp, or an offset of 16 hours or more, is a bad
-input."""
+Timestamp = Annotated[AwareDatetime, AfterValidator(_storable)]
+"""RFC 3339 with an offset, from 1900 to before 3000 (UTC); a naive timestamp, an offset of
+16 hours or more, or a time outside those years is a bad input."""
 
 
 class Contract(BaseModel):

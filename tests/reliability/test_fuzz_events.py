@@ -29,9 +29,13 @@ pytestmark = pytest.mark.integration
 EXAMPLES = int(os.environ.get("STEWARD_FUZZ_EXAMPLES", "160"))
 KINDS = (
     "valid", "extra_fields", "random_json", "not_json", "wrong_type", "float_money",
-    "huge_string", "unknown_enum", "naive_datetime", "missing_field", "bad_envelope",
+    "huge_string", "unknown_enum", "naive_datetime", "extreme_datetime", "missing_field",
+    "bad_envelope",
 )  # fmt: skip
-MUST_DEAD_LETTER = {"random_json", "not_json", "float_money", "naive_datetime", "missing_field"}
+MUST_DEAD_LETTER = {
+    "random_json", "not_json", "float_money", "naive_datetime", "extreme_datetime",
+    "missing_field",
+}  # fmt: skip
 MUST_PROCESS = {"valid", "extra_fields"}
 NAIVE = "2026-11-22T13:05:00"  # no offset
 
@@ -90,6 +94,13 @@ def _mutate(draw: Callable[[st.SearchStrategy[Any]], Any], topic: str, key: str)
             data[draw(st.sampled_from(stamps))] = NAIVE
         else:
             envelope["occurred_at"] = NAIVE
+    elif kind == "extreme_datetime":  # stored, it would not read back near year 1 or 9999
+        stamp = draw(st.sampled_from(["0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-15:00"]))
+        stamps = [f for f in fields if f in DATETIMES]
+        if stamps:
+            data[draw(st.sampled_from(stamps))] = stamp
+        else:
+            envelope["occurred_at"] = stamp
     elif kind == "missing_field":
         required = TOPICS[topic].payload.model_json_schema().get("required", [])
         del data[draw(st.sampled_from(sorted(required)))]

@@ -164,6 +164,15 @@ def test_an_offset_postgres_cannot_store_is_rejected_naming_the_field():
         assert parse_event(BALANCE_CHANGED, json.dumps(raw).encode()).occurred_at.tzinfo
 
 
+def test_a_time_outside_1900_to_2999_is_rejected_naming_the_field():
+    """Near year 1 or 9999 a time Postgres stored did not read back (asyncpg, in UTC)."""
+    for stamp in ("0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-15:00", "1899-12-31T23:59:59Z"):
+        assert "data.booked_at" in _reason(_balance_event(booked_at=stamp))
+    assert "occurred_at" in _reason(_balance_event() | {"occurred_at": "3000-01-01T00:00:00Z"})
+    for stamp in ("1900-01-01T00:00:00Z", "2999-12-31T23:59:59+14:00"):
+        parse_event(BALANCE_CHANGED, json.dumps(_balance_event(booked_at=stamp)).encode())
+
+
 def test_missing_field_is_rejected_naming_the_field():
     assert "data.txn_id: Field required" in _reason(_balance_event(txn_id=None))
 

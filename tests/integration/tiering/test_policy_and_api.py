@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -208,3 +209,19 @@ async def test_text_postgres_cannot_store_is_a_422_not_a_500(tiering):
     response = await tiering.http.get("/customers/C%00NUL/tier", headers=staff)
     assert response.status_code == 422
     assert response.json()["error"] == "validation_error"
+
+
+async def test_a_tiers_total_beyond_one_amounts_16_digits_is_reported(
+    tiering, kafka_producer, tier_changes
+):
+    # Each balance fits an amount (and NUMERIC(18, 2)); their sum does not, nor need it.
+    richest = {new_customer().encode(): None for _ in range(2)}
+    for key in richest:
+        await publish(
+            kafka_producer, BALANCE_CHANGED, posting(key.decode(), "9000000000000000.00", 1)
+        )
+    await tier_changes.wait_for(lambda r: r.key in richest, count=2)
+    response = await tiering.http.get("/tiers/distribution", headers=tiering.token("ops"))
+    assert response.status_code == 200, response.text
+    [high_end] = [i for i in response.json()["items"] if i["tier"] == "high_end"]
+    assert Decimal(high_end["total_balance"]) >= Decimal("18000000000000000.00")
