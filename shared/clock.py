@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+# How far ahead of ours another system's clock may run: a time an event or a request
+# gives beyond it is refused as in the future.
+CLOCK_SKEW = timedelta(minutes=5)
+
 
 class Clock:
     """Wall-clock time, always timezone-aware (UTC)."""

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
+from shared.clock import CLOCK_SKEW
 from shared.contracts.events import (
     ComplaintCategory,
     ComplaintChannel,
@@ -38,9 +39,8 @@ DEFAULT_ROUTING: dict[str, str] = {
 SEVERITIES: tuple[Severity, ...] = ("normal", "urgent", "major")
 CENT = Decimal("0.01")
 # A receipt time is refused before this (the deadlines and the repeat window are computed
-# from it: 0001-01-01 less 90 days does not exist) and more than FUTURE_SKEW ahead of now.
+# from it) and more than CLOCK_SKEW ahead of now.
 EARLIEST_RECEIPT = datetime(2000, 1, 1, tzinfo=UTC)
-FUTURE_SKEW = timedelta(minutes=5)  # tolerated clock difference of a filing desk or channel
 TIMER_SLA = "complaints.sla"
 TIMER_CALLBACK = "complaints.callback"
 
@@ -463,7 +463,7 @@ class Filing:
 
     def check_received_by(self, now: datetime) -> None:
         """A complaint cannot be received in the future (beyond a desk's clock skew)."""
-        if self.received_at > now + FUTURE_SKEW:
+        if self.received_at > now + CLOCK_SKEW:
             raise InvalidCommand("received_at", "must not be in the future")
 
 

@@ -111,6 +111,15 @@ SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
             "unknown_currency",
             ("tiering",),
         ),
+        # Applied, it would make the account's later postings without a sequence stale.
+        (
+            "booked in the future",
+            {"booked_at": "2999-01-01T08:00:00+08:00"},
+            None,
+            "data.booked_at",
+            "invalid_field",
+            ("tiering",),
+        ),
     ),
     COMPLAINT_FILED: (
         ("float amount", {"amount_involved": 99.5}, None, "data.amount_involved", INVALID, None),
