@@ -1,8 +1,10 @@
-"""Dead letters: a bad message is copied untouched to `<service>.dead-letter.v1` with why."""
+"""Dead letters: a bad message is copied untouched (up to 900,000 bytes) to
+`<service>.dead-letter.v1` with why."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 
 from aiokafka.structs import ConsumerRecord
@@ -14,17 +16,27 @@ from shared.messaging.outbox import OutgoingMessage
 from shared.unit_of_work import Tx
 
 MAX_REASON = 2000
+MAX_COPY = 900_000  # bytes of the original value a dead letter keeps
 
 
 def dedupe_id(record: ConsumerRecord[bytes, bytes]) -> str:
-    """The event_id when one can be read, else the record's position (stable on replay)."""
+    """The event_id when it reads as the contract's UUID, else the record's position (stable
+    on replay). Not any string: one the inbox cannot store (a NUL, a lone surrogate) failed
+    every transaction of its batch, and the partition stopped there."""
     try:
-        event_id = json.loads(record.value or b"").get("event_id")
-    except (ValueError, AttributeError):
-        event_id = None
-    if isinstance(event_id, str) and 0 < len(event_id) <= 100:
-        return event_id
-    return f"{record.topic}:{record.partition}:{record.offset}"
+        return str(uuid.UUID(json.loads(record.value or b"")["event_id"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return f"{record.topic}:{record.partition}:{record.offset}"
+
+
+def dead_letter_value(value: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """The value a dead letter carries, and headers saying if it was cut: the original,
+    up to MAX_COPY bytes. A copy near the broker's 1 MB limit went over it with the dlq
+    headers, the broker refused it for good, and the relay, which publishes in order,
+    stopped at it."""
+    if len(value) <= MAX_COPY:
+        return value, []
+    return value[:MAX_COPY], [("dlq.truncated_from", str(len(value)))]
 
 
 def dead_letter(
@@ -48,9 +60,8 @@ def dead_letter(
         ("dlq.consumer", consumer),
         ("dlq.at", at.isoformat()),
     ]
-    tx.outbox.add(
-        OutgoingMessage(dead_letter_topic(service), record.key, record.value or b"", headers)
-    )
+    value, cut = dead_letter_value(record.value or b"")
+    tx.outbox.add(OutgoingMessage(dead_letter_topic(service), record.key, value, headers + cut))
     tx.emit(
         OPS_ALERTS,
         OpsAlert(

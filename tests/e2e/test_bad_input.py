@@ -188,6 +188,12 @@ def garbage() -> list[Garbage]:
             )
         )
         key = new_id("BAD")
+        # An id the inbox cannot store: kept by position instead (it stopped the partition).
+        nul_id = make_event(topic, _valid(topic, key), event_id="evt\u0000-1")
+        found.append(
+            Garbage(topic, "NUL in event_id", json.dumps(nul_id).encode(), INVALID, "event_id", key)
+        )
+        key = new_id("BAD")
         naive_envelope = make_event(topic, _valid(topic, key), occurred_at=NAIVE)
         found.append(
             Garbage(
