@@ -192,6 +192,15 @@ class ConsumerRunner:
         self._last_commit = time.monotonic()
         if not offsets or self._kafka is None:
             return
+        # Only partitions it still owns: a batch that was in its transaction when a rebalance
+        # took some of them marks them processed anyway, and committing one not assigned
+        # failed (IllegalStateError) before reaching the broker, which tore the consumer
+        # down and forced the group through two more rebalances. Their new owner re-reads
+        # them and the inbox drops what was processed here.
+        owned = self._kafka.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+        if not offsets:
+            return
         try:
             await self._kafka.commit(offsets)
         except CommitFailedError as exc:
