@@ -100,9 +100,11 @@ def _filing(body: FileComplaintRequest, who: Principal, rt: Runtime, now: dateti
         # a customer's own `regulator` channel or backdated receipt would grade and time
         # it as one that is not.
         if body.channel not in (None, "app"):
-            raise ApiError(403, "forbidden", "a customer files through the app (channel 'app')")
+            problem = "body.channel: a customer files through the app ('app')"
+            raise ApiError(422, "validation_error", problem)
         if body.received_at is not None:
-            raise ApiError(403, "forbidden", "a customer's complaint is received when filed")
+            problem = "body.received_at: not for customers (filed in the app, received now)"
+            raise ApiError(422, "validation_error", problem)
         received_by = settings.complaints_self_service_owner
         channel: ComplaintChannel = "app"
     else:

@@ -121,8 +121,9 @@ async def test_filing_authorisation(svc):
     # A customer files through the app, received now: not as the regulator, not backdated.
     for change in ({"channel": "regulator"}, {"received_at": "2026-01-01T08:00:00+08:00"}):
         refused = await svc.http.post("/complaints", json=own | change, headers=customer(cid))
-        assert refused.status_code == 403, refused.text
-        assert refused.json()["error"] == "forbidden"
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"] == "validation_error"
+        assert f"body.{next(iter(change))}" in refused.json()["detail"]
     filed = await svc.http.post("/complaints", json=own | {"channel": "app"}, headers=customer(cid))
     assert filed.status_code == 201, filed.text
     assert (filed.json()["channel"], filed.json()["severity"]) == ("app", "normal")
