@@ -204,16 +204,17 @@ class UnitOfWork:
         deadlock or a serialization failure (`is_conflict`): a request that met a timer
         firing on the same rows, which lock them in the opposite order, is answered instead
         of failing with a 503. `work` must do nothing but through `tx`."""
-        for attempt in range(attempts):
+        for attempt in range(attempts - 1):
             try:
                 async with self() as tx:
                     return await work(tx)
             except Exception as exc:
-                if attempt + 1 >= attempts or not is_conflict(exc):
+                if not is_conflict(exc):
                     raise
                 log.info("transaction aborted by a conflict, running it again: %r", exc)
             await asyncio.sleep(backoff_seconds(attempt, base=0.05, cap=0.5))
-        raise AssertionError("unreachable")
+        async with self() as tx:  # the last attempt: whatever it raises, the caller sees
+            return await work(tx)
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[Tx]:
