@@ -23,6 +23,7 @@ from services.profile.domain import (
 from services.profile.warnings import POST_COMPLAINT_TIMER, Warning, WarningDesk
 from shared.contracts import Envelope
 from shared.contracts.events import BalanceChanged, ComplaintUpdated, CustomerActivity
+from shared.messaging.consumer import booking_time, refuse_future
 from shared.unit_of_work import Tx
 
 LATEST = (
@@ -63,9 +64,9 @@ class SignalBatch:
         row = self.customer(customer_id)
         row[name] = _later(row[name], at)
 
-    def add_posting(self, event: Envelope[Any]) -> None:
+    def add_posting(self, event: Envelope[Any], at: datetime) -> None:
+        """A posting booked at `at`."""
         data: BalanceChanged = event.data
-        at = data.booked_at or event.occurred_at
         self.touch(data.customer_id, "last_transaction_at", at)
         self.touch(data.customer_id, "last_activity_at", at)
         month = self.months.setdefault((data.customer_id, local_month(at)), [0, Decimal("0.00")])
@@ -73,9 +74,10 @@ class SignalBatch:
         if data.currency == "CNY":  # turnover counts CNY postings only (no FX table here)
             month[1] += abs(data.delta)
 
-    def add_activity(self, event: Envelope[Any]) -> None:
+    def add_activity(self, event: Envelope[Any], at: datetime) -> None:
+        """Channel activity at `at` (its `data.at`)."""
         data: CustomerActivity = event.data
-        cid, at = data.customer_id, data.at
+        cid = data.customer_id
         row = self.customer(cid)
         self.touch(cid, "last_activity_at", at)
         wealth = (data.product_type or "").lower() == WEALTH
@@ -120,10 +122,12 @@ class RecordSignals:
     async def __call__(self, tx: Tx, events: list[Envelope[Any]]) -> None:
         batch = SignalBatch()
         for event in events:
+            # A time from the future would stand as the customer's latest activity for good,
+            # and keep the inactivity rules from ever firing.
             if isinstance(event.data, BalanceChanged):
-                batch.add_posting(event)
+                batch.add_posting(event, booking_time(event, tx.now))
             elif isinstance(event.data, CustomerActivity):
-                batch.add_activity(event)
+                batch.add_activity(event, refuse_future(event, event.data.at, "data.at", tx.now))
             elif isinstance(event.data, ComplaintUpdated):
                 batch.add_complaint(event)
         new_complaints = await store.record_complaints(tx.session, list(batch.complaints.values()))

@@ -24,11 +24,10 @@ from services.tiering.domain import (
     to_cny,
 )
 from shared.bulk import Upsert
-from shared.clock import CLOCK_SKEW
 from shared.contracts import Envelope
 from shared.contracts.events import BalanceChanged, TierChanged
 from shared.contracts.topics import TIER_CHANGED
-from shared.messaging.consumer import RejectedEvent
+from shared.messaging.consumer import RejectedEvent, booking_time
 from shared.tables import timers
 from shared.timers import DueTimer
 from shared.unit_of_work import TimerMoves, Tx
@@ -148,12 +147,9 @@ class ApplyBalanceChanges:
                 data.balance,
                 balance_cny,
                 data.account_seq,
-                data.booked_at or event.occurred_at,
+                # Applied, a future one would make every later posting without a sequence stale.
+                booking_time(event, tx.now),
             )
-            if update.as_of > tx.now + CLOCK_SKEW:
-                # Applied, it would make every later posting without a sequence stale.
-                where = "data.booked_at" if data.booked_at else "occurred_at"
-                raise RejectedEvent(event, f"{where}: must not be in the future", "invalid_field")
             if not supersedes(update, book.accounts.get(data.account_id)):
                 continue  # stale or out-of-order posting: a newer balance is already applied
             book.accounts[data.account_id] = update

@@ -18,12 +18,14 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from shared.clock import CLOCK_SKEW
 from shared.contracts import BadEvent, Envelope, parse_event
 from shared.faults import backoff_seconds, is_transient
 from shared.messaging import inbox
@@ -45,6 +47,23 @@ class RejectedEvent(Exception):
         self.event = event
         self.reason = reason
         self.error_type = error_type
+
+
+def refuse_future(event: Envelope[Any], at: datetime, where: str, now: datetime) -> datetime:
+    """`at`, unless it lies more than CLOCK_SKEW ahead of `now` (dead-letter the event): a
+    time from the future would stand as the latest for good, hiding every real one after it."""
+    if at > now + CLOCK_SKEW:
+        raise RejectedEvent(event, f"{where}: must not be in the future", "invalid_field")
+    return at
+
+
+def booking_time(event: Envelope[Any], now: datetime) -> datetime:
+    """When a `BalanceChanged` posting was booked (`booked_at`, else the envelope's
+    `occurred_at`), refused in the future."""
+    booked_at = event.data.booked_at
+    if booked_at is None:
+        return refuse_future(event, event.occurred_at, "occurred_at", now)
+    return refuse_future(event, booked_at, "data.booked_at", now)
 
 
 @dataclass(frozen=True)

@@ -111,14 +111,15 @@ SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
             "unknown_currency",
             ("tiering",),
         ),
-        # Applied, it would make the account's later postings without a sequence stale.
+        # Applied, it would make the account's later postings without a sequence stale, and
+        # stand as the customer's last transaction for good.
         (
             "booked in the future",
             {"booked_at": "2999-01-01T08:00:00+08:00"},
             None,
             "data.booked_at",
             "invalid_field",
-            ("tiering",),
+            None,
         ),
     ),
     COMPLAINT_FILED: (
@@ -154,6 +155,15 @@ SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
         ("unknown activity", {"activity": "dance"}, None, "data.activity", INVALID, None),
         ("missing field", {}, "at", "data.at", INVALID, None),
         ("naive datetime", {"at": NAIVE}, None, "data.at", INVALID, None),
+        # It would stand as the customer's last activity and keep the inactivity rules quiet.
+        (
+            "in the future",
+            {"at": "2999-01-01T08:00:00+08:00"},
+            None,
+            "data.at",
+            "invalid_field",
+            None,
+        ),
     ),
     CUSTOMER_UPDATED: (
         ("number for a mobile", {"mobile": 13800138000.5}, None, "data.mobile", INVALID, None),

@@ -22,7 +22,7 @@ from shared.contracts.topics import (
 )
 from shared.tables import timers
 from shared.testing.drain import drained, settled
-from shared.testing.kafka import TopicWatcher, make_event, publish, value_of
+from shared.testing.kafka import TopicWatcher, header, make_event, publish, value_of
 from shared.testing.services import RunningService
 from shared.testing.waiting import eventually
 from tests.integration.profile.conftest import data_of, for_customer, new_customer
@@ -141,6 +141,35 @@ async def test_postings_and_activity_become_monthly_counts_rfm_and_last_activity
     assert forbidden.status_code == 403
 
 
+async def test_times_from_the_future_are_dead_lettered_not_taken_as_the_latest(
+    profile_svc, dead_letters, kafka_producer
+):
+    customer = new_customer()
+    now = profile_svc.runtime.clock.now()
+    soon = now + timedelta(minutes=2)  # within a source system's clock skew: taken
+    later = now + timedelta(hours=1)
+    good = [posting(customer, soon), activity(customer, "login", soon)]
+    bad = [posting(customer, later), activity(customer, "login", later)]
+    for event in good + bad:
+        topic = BALANCE_CHANGED if event["event_type"] == "BalanceChanged" else CUSTOMER_ACTIVITY
+        await publish(kafka_producer, topic, event)
+
+    for event, field in zip(bad, ("data.booked_at", "data.at"), strict=True):
+        [letter] = await dead_letters.wait_for(
+            lambda r, e=event: (
+                r.key == customer.encode() and value_of(r)["event_id"] == e["event_id"]
+            )
+        )
+        assert header(letter, "dlq.error") == f"{field}: must not be in the future"
+        assert header(letter, "dlq.error_type") == "invalid_field"
+    await drained(profile_svc.runtime)
+    view = await signals(profile_svc, customer)
+    assert datetime.fromisoformat(view["last_transaction_at"]) == soon
+    assert datetime.fromisoformat(view["last_activity_at"]) == soon
+    assert view["logins"] == 1
+    assert await transactions_recorded(profile_svc, customer) == 1
+
+
 async def test_three_days_of_wealth_views_raise_one_callback_for_the_manager(
     profile_svc, callbacks, kafka_producer
 ):
@@ -229,17 +258,14 @@ async def test_dev_clock_drives_the_90_day_post_complaint_rule(
     await eventually(
         lambda: signals(profile_svc, active), lambda v: v.get("last_complaint_at") is not None
     )
-    await publish(
-        kafka_producer,
-        BALANCE_CHANGED,
-        posting(active, profile_svc.runtime.clock.now() + timedelta(days=10)),
-    )
+    await profile_svc.advance_clock(10 * DAY)  # the active customer transacts on day 10
+    await publish(kafka_producer, BALANCE_CHANGED, posting(active, profile_svc.runtime.clock.now()))
     await eventually(
         lambda: signals(profile_svc, active), lambda v: v.get("last_transaction_at") is not None
     )
 
     assert await inactivity_timers(profile_svc, active_complaint) == 1  # pending till it fires
-    await profile_svc.advance_clock(89 * DAY)
+    await profile_svc.advance_clock(79 * DAY)
     await quiet(profile_svc, callbacks)
     assert not callbacks.matching(reason(silent, "post_complaint_inactivity"))
     await profile_svc.advance_clock(2 * DAY)
@@ -261,7 +287,7 @@ async def test_new_customer_without_activity_in_the_first_month(
     profile_svc, callbacks, kafka_producer
 ):
     idle, busy = new_customer(), new_customer()
-    onboarded = profile_svc.runtime.clock.now()
+    onboarded = profile_svc.runtime.clock.now() - timedelta(hours=2)
     for customer in (idle, busy):
         await publish(
             kafka_producer,
