@@ -27,6 +27,7 @@ from shared.bulk import Upsert
 from shared.contracts import Envelope
 from shared.contracts.events import BalanceChanged, TierChanged
 from shared.contracts.topics import TIER_CHANGED
+from shared.contracts.types import MONEY_LIMIT
 from shared.messaging.consumer import RejectedEvent, booking_time
 from shared.tables import timers
 from shared.timers import DueTimer
@@ -35,6 +36,7 @@ from shared.unit_of_work import TimerMoves, Tx
 GRACE_END = "tiering.grace_end"
 REEVALUATE = "tiering.reevaluate"
 SWEEP_CHUNK = 1000
+CNY_OUT_OF_RANGE = f"data.balance: in CNY, it or the customer's total reaches {MONEY_LIMIT:.0E}"
 
 
 class TierLedger:
@@ -153,6 +155,9 @@ class ApplyBalanceChanges:
             if not supersedes(update, book.accounts.get(data.account_id)):
                 continue  # stale or out-of-order posting: a newer balance is already applied
             book.accounts[data.account_id] = update
+            if abs(balance_cny) >= MONEY_LIMIT or abs(book.total_cny) >= MONEY_LIMIT:
+                # Beyond what the ledger's amounts hold: refused, not retried as a fault.
+                raise RejectedEvent(event, CNY_OUT_OF_RANGE, "invalid_field")
             accounts[data.account_id] = {
                 "account_id": data.account_id,
                 "customer_id": data.customer_id,

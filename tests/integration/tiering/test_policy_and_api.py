@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from services.tiering.app import SPEC
-from shared.contracts.topics import BALANCE_CHANGED, TIER_CHANGED
+from shared.contracts.topics import BALANCE_CHANGED, TIER_CHANGED, dead_letter_topic
 from shared.testing.drain import drained
-from shared.testing.kafka import TopicWatcher, make_event, publish, value_of
+from shared.testing.kafka import TopicWatcher, header, make_event, publish, value_of
 from shared.testing.services import RunningService, running_service, service_settings
 from shared.testing.waiting import eventually
 
@@ -41,13 +41,15 @@ async def tier_changes(infra) -> AsyncIterator[TopicWatcher]:
     await watcher.stop()
 
 
-def posting(customer: str, balance: str, seq: int) -> dict[str, Any]:
+def posting(
+    customer: str, balance: str, seq: int, account: str = "01", currency: str = "CNY"
+) -> dict[str, Any]:
     return make_event(
         BALANCE_CHANGED,
         {
             "customer_id": customer,
-            "account_id": f"{customer}-01",
-            "currency": "CNY",
+            "account_id": f"{customer}-{account}",
+            "currency": currency,
             "balance": balance,
             "delta": "0",
             "txn_id": f"{customer}-{seq}",
@@ -225,3 +227,42 @@ async def test_a_tiers_total_beyond_one_amounts_16_digits_is_reported(
     assert response.status_code == 200, response.text
     [high_end] = [i for i in response.json()["items"] if i["tier"] == "high_end"]
     assert Decimal(high_end["total_balance"]) >= Decimal("18000000000000000.00")
+
+
+async def test_a_balance_whose_cny_the_ledger_cannot_hold_is_dead_lettered(
+    tiering, infra, kafka_producer
+):
+    customer = new_customer()
+    dead_letters = await TopicWatcher(infra.bootstrap_servers, dead_letter_topic("tiering")).start()
+    try:
+        # A second account tips the customer's total over 1E+16; a USD account's own CNY
+        # (2E+15 at 7.10) is over it too. Each balance fits an amount of the contract.
+        over_total = posting(customer, "2000000000000000.00", 1, account="02")
+        over_own = posting(customer, "2000000000000000.00", 1, account="03", currency="USD")
+        stream = [
+            posting(customer, "9000000000000000.00", 1),
+            over_total,
+            over_own,
+            posting(customer, "100000000000000.00", 2, account="02"),  # fits: taken
+        ]
+        for event in stream:
+            await publish(kafka_producer, BALANCE_CHANGED, event)
+
+        for event in (over_total, over_own):
+            [letter] = await dead_letters.wait_for(
+                lambda r, e=event: (
+                    r.key == customer.encode() and value_of(r)["event_id"] == e["event_id"]
+                )
+            )
+            assert header(letter, "dlq.error_type") == "invalid_field"
+            assert header(letter, "dlq.error") == (
+                "data.balance: in CNY, it or the customer's total reaches 1E+16"
+            )
+        await drained(tiering.runtime)
+        response = await tiering.http.get(
+            f"/customers/{customer}/tier", headers=tiering.token("staff", employee_id="E1")
+        )
+        assert response.status_code == 200, response.text
+        assert Decimal(response.json()["total_balance"]) == Decimal("9100000000000000.00")
+    finally:
+        await dead_letters.stop()
