@@ -89,6 +89,14 @@ class StewardSettings(BaseSettings):
         "them in every request: a request took 73.4 against 85.6 µs (in-process, GET "
         "/healthz on a bare FastAPI app, medians of 7 runs of 5,000)",
     )
+    http_max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="A request body over this many bytes answers 413 (the largest a service "
+        "takes, a complaint of 4,000 characters, is about 12 KB): stored, an oversized value "
+        "went on in the service's events, and an event the broker refuses (1 MB) stops the "
+        "outbox relay, which publishes in order",
+    )
     port: int = 8000
     schema_name: str | None = Field(
         default=None, description="Override the service's schema (tests, side-by-side runs)"

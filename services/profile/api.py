@@ -19,7 +19,16 @@ from services.profile.domain import Profile, mask_mobile, mask_openid
 from services.profile.handlers import update_profile
 from services.profile.signals import signals_view
 from shared.contracts import MoneyTotal
-from shared.contracts.events import Channel, Language, MaintenanceTeam, Tier
+from shared.contracts.events import (
+    Channel,
+    Code,
+    Language,
+    MaintenanceTeam,
+    Mobile,
+    OpenId,
+    PersonName,
+    Tier,
+)
 from shared.web.app import RuntimeDep
 from shared.web.auth import AccessibleCustomerId, AnyBankRole, CurrentPrincipal, Principal
 from shared.web.errors import ApiError
@@ -71,15 +80,15 @@ class ProfilePatch(BaseModel):
     """Fields to change; absent fields stay. Which role may change which: see the README."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    mobile: str | None = Field(default=None, examples=["13800138000", "+8613800138000"])
-    wechat_openid: str | None = None
+    name: PersonName | None = None
+    mobile: Mobile | None = Field(default=None, examples=["13800138000", "+8613800138000"])
+    wechat_openid: OpenId | None = None
     language: Language | None = None
     preferred_channel: Channel | None = None
     consents: ConsentsPatch | None = None
     quiet_hours: QuietHoursPatch | None = None
-    branch_id: str | None = None
-    relationship_manager_id: str | None = None
+    branch_id: Code | None = None
+    relationship_manager_id: Code | None = None
 
 
 class MonthlyTransactions(BaseModel):

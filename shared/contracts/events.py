@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from shared.contracts.types import Contract, Money, Timestamp
 
@@ -25,6 +25,13 @@ ComplaintCategory = Literal[
 ]
 ComplaintChannel = Literal["app", "web", "hotline", "branch", "wechat", "regulator", "media"]
 Channel = Literal["sms", "wechat"]
+
+# Free text is bounded: a service stores it and passes it on in its own events, and an
+# event the broker refuses (1 MB) stops the service's outbox relay, which publishes in order.
+Code = Annotated[str, StringConstraints(max_length=64)]  # ids of other systems, product codes
+PersonName = Annotated[str, StringConstraints(max_length=200)]
+Mobile = Annotated[str, StringConstraints(max_length=32)]  # as CRM or the app typed it
+OpenId = Annotated[str, StringConstraints(max_length=128)]
 Language = Literal["zh-CN", "en"]
 
 CustomerId = str
@@ -73,8 +80,8 @@ class CustomerActivity(Contract):
 
     customer_id: CustomerId = _id("Customer", "C0001")
     activity: Literal["login", "product_view", "purchase"]
-    product_type: str | None = Field(default=None, examples=["wealth", "deposit", "loan"])
-    product_id: str | None = Field(default=None, examples=["WM-2026-07"])
+    product_type: Code | None = Field(default=None, examples=["wealth", "deposit", "loan"])
+    product_id: Code | None = Field(default=None, examples=["WM-2026-07"])
     at: Timestamp
 
 
@@ -89,15 +96,15 @@ class CustomerUpdated(Contract):
     """CRM changed a customer; every field but `customer_id` is optional (partial update)."""
 
     customer_id: CustomerId = _id("Customer", "C0001")
-    name: str | None = None
-    mobile: str | None = Field(default=None, description="E.164", examples=["+8613800138000"])
-    wechat_openid: str | None = None
+    name: PersonName | None = None
+    mobile: Mobile | None = Field(default=None, description="E.164", examples=["+8613800138000"])
+    wechat_openid: OpenId | None = None
     language: Language | None = None
     preferred_channel: Channel | None = None
     consents: Consents | None = None
-    branch_id: str | None = None
+    branch_id: Code | None = None
     onboarded_at: Timestamp | None = None
-    relationship_manager_id: str | None = Field(
+    relationship_manager_id: Code | None = Field(
         default=None,
         description="Employee id of the customer's relationship manager (客户经理)",
         examples=["E001"],
@@ -215,17 +222,17 @@ class ProfileChanged(Contract):
     """Full contact/preference snapshot of a customer after an effective change."""
 
     customer_id: CustomerId
-    name: str | None = None
-    mobile: str | None = None
-    wechat_openid: str | None = None
+    name: PersonName | None = None
+    mobile: Mobile | None = None
+    wechat_openid: OpenId | None = None
     language: Language = "zh-CN"
     preferred_channel: Channel = "sms"
     consents: Consents = Consents(service=True, marketing=False)
     quiet_hours: QuietHours = QuietHours(start="21:00", end="08:00")
     tier: Tier | None = None
     maintenance_team: MaintenanceTeam | None = None
-    relationship_manager_id: str | None = None
-    branch_id: str | None = None
+    relationship_manager_id: Code | None = None
+    branch_id: Code | None = None
 
 
 class ProfileCallbackDue(Contract):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -53,6 +53,34 @@ class Correlate:
             await self.app(scope, receive, send_tagged)
         finally:
             correlation_id.reset(token)
+
+
+class BodyLimit:
+    """Refuses a request body over `limit` bytes (413), by its Content-Length or, when it
+    comes in chunks, as it is read. Raised from `receive`, where the route reads the body,
+    the error reaches the app's JSON error handlers like any other."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        received = int(declared) if declared.isdigit() else 0
+
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive() if received <= self.limit else None
+            if message is not None and not declared and message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            if message is None or received > self.limit:
+                raise HTTPException(413, f"the request body is over {self.limit} bytes")
+            return message
+
+        await self.app(scope, receive_counted, send)
 
 
 async def runtime(request: Request) -> Runtime:
@@ -135,6 +163,7 @@ def create_app(
     app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
 
+    app.add_middleware(BodyLimit, limit=settings.http_max_body_bytes)
     app.add_middleware(Correlate)
     app.include_router(_platform_routes(settings.is_dev))
     for router in spec.routers:

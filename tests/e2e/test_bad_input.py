@@ -155,6 +155,7 @@ SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
         ("unknown activity", {"activity": "dance"}, None, "data.activity", INVALID, None),
         ("missing field", {}, "at", "data.at", INVALID, None),
         ("naive datetime", {"at": NAIVE}, None, "data.at", INVALID, None),
+        ("product code too long", {"product_id": "W" * 65}, None, "data.product_id", INVALID, None),
         # It would stand as the customer's last activity and keep the inactivity rules quiet.
         (
             "in the future",
@@ -170,6 +171,9 @@ SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
         ("missing field", {}, "customer_id", "data.customer_id", INVALID, None),
         ("naive datetime", {"onboarded_at": NAIVE}, None, "data.onboarded_at", INVALID, None),
         ("not a mobile number", {"mobile": "12345"}, None, "data.mobile", "invalid_field", None),
+        # Stored and passed on in ProfileChanged: unbounded, it could outgrow what the broker
+        # takes and stop profile's outbox relay.
+        ("name too long", {"name": "名" * 201}, None, "data.name", INVALID, None),
     ),
 }
 

@@ -111,6 +111,8 @@ async def test_staff_changes_contact_data_and_may_not_change_marketing_consent(
     ("role", "claims", "body", "field"),
     [
         ("staff", {"employee_id": "E001"}, {"mobile": "12345"}, "mobile"),
+        ("staff", {"employee_id": "E001"}, {"name": "名" * 201}, "body.name"),
+        ("staff", {"employee_id": "E001"}, {"wechat_openid": "o" * 129}, "body.wechat_openid"),
         ("customer", {}, {"quiet_hours": {"start": "25:00", "end": "08:00"}}, "quiet_hours.start"),
         ("customer", {}, {"quiet_hours": {"start": "21:00", "end": "21:00"}}, "quiet_hours"),
         ("customer", {}, {"language": "fr"}, "body.language"),
@@ -129,6 +131,23 @@ async def test_invalid_field_is_422_naming_it(
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith(field)
+
+
+async def test_a_body_over_the_limit_is_413_and_changes_nothing(
+    profile_svc, profile_changes, kafka_producer
+):
+    customer = await known_customer(profile_svc, profile_changes, kafka_producer)
+    staff = profile_svc.token("staff", employee_id="E001")
+    response = await profile_svc.http.patch(
+        f"/profiles/{customer}", json={"name": "名" * 30_000}, headers=staff
+    )
+    assert response.status_code == 413, response.text
+    assert response.json() == {
+        "error": "payload_too_large",
+        "detail": "the request body is over 65536 bytes",
+    }
+    profile = await profile_svc.http.get(f"/profiles/{customer}", headers=staff)
+    assert profile.json()["name"] != "名" * 30_000
 
 
 async def test_wechat_with_an_openid_is_accepted(profile_svc, profile_changes, kafka_producer):
