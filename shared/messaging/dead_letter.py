@@ -31,9 +31,9 @@ def dedupe_id(record: ConsumerRecord[bytes, bytes]) -> str:
 
 def dead_letter_value(value: bytes) -> tuple[bytes, list[tuple[str, str]]]:
     """The value a dead letter carries, and headers saying if it was cut: the original,
-    up to MAX_COPY bytes. A copy near the broker's 1 MB limit went over it with the dlq
-    headers, the broker refused it for good, and the relay, which publishes in order,
-    stopped at it."""
+    up to MAX_COPY bytes. A copy near Apache Kafka's 1 MB limit went over it with the dlq
+    headers; the broker would refuse it for good, and the relay, which publishes in order,
+    would stop at it (the embedded broker takes larger records)."""
     if len(value) <= MAX_COPY:
         return value, []
     return value[:MAX_COPY], [("dlq.truncated_from", str(len(value)))]

@@ -13,6 +13,16 @@ from shared.contracts import Contract, Envelope, encode_envelope, event_headers,
 from shared.contracts.topics import TOPICS
 from shared.ids import new_id
 
+# The most an event's value may hold. Apache Kafka refuses a record batch over its
+# `message.max.bytes` (1,048,588 by default) for good, and the relay, which publishes in
+# order, would stop at it; this leaves room for the key, the headers and the batch's own.
+MAX_EVENT_BYTES = 1_000_000
+
+
+class EventTooLarge(ValueError):
+    """An event outgrew what a record may hold: its transaction fails, so the consumer
+    dead-letters the event that caused it instead of the relay meeting it."""
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:
@@ -58,6 +68,10 @@ class Outbox:
             causation_id=str(causation.event_id) if causation else None,
             correlation_id=causation.correlation_id if causation else None,
         )
+        if len(value) > MAX_EVENT_BYTES:
+            raise EventTooLarge(
+                f"{topic}: the event is {len(value):,} bytes, over {MAX_EVENT_BYTES:,}"
+            )
         headers = event_headers(spec.event_type, event_id)
         self.add(OutgoingMessage(topic, key.encode(), value, headers))
         return event_id

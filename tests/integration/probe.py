@@ -2,7 +2,8 @@
 
 Its handler reads `txn_id` from each BalanceChanged: `transient:*` fails with a real
 transient fault (its DB connection is killed) while the id is in `failing`, `reject:*`
-is rejected as bad input, `crash:*` raises a bug every time.
+is rejected as bad input, `crash:*` raises a bug every time, `oversized:*` emits an
+event larger than a record may hold.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, insert, text
 
 from shared.contracts import Envelope
-from shared.contracts.topics import BALANCE_CHANGED
+from shared.contracts.events import ProfileCallbackDue
+from shared.contracts.topics import BALANCE_CHANGED, PROFILE_CALLBACK_DUE
 from shared.messaging.consumer import RejectedEvent, Subscription
 from shared.service import Runtime, ServiceSpec, Wiring
 from shared.settings import StewardSettings
@@ -55,6 +57,8 @@ class ProbeHandler:
                 raise RejectedEvent(event, f"data.txn_id: {txn!r} is refused", "probe_rejected")
             if txn.startswith("crash:"):
                 raise RuntimeError(f"bug while handling {txn}")
+            if txn.startswith("oversized:"):
+                tx.emit(PROFILE_CALLBACK_DUE, _oversized(event), key=event.data.customer_id)
         await tx.session.execute(
             insert(effects),
             [
@@ -66,6 +70,16 @@ class ProbeHandler:
                 for e in events
             ],
         )
+
+
+def _oversized(event: Envelope[Any]) -> ProfileCallbackDue:
+    return ProfileCallbackDue(
+        customer_id=event.data.customer_id,
+        reason="transaction_decline",
+        evidence={"padding": "x" * 1_100_000},
+        assignee_id="E001",
+        due_at=event.occurred_at,
+    )
 
 
 async def record_fired(tx: Tx, due: list[DueTimer]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import distinct, func, select
 
 from shared.bulk import APPEND_INLINE_ROWS
 from shared.contracts.topics import BALANCE_CHANGED, OPS_ALERTS
+from shared.messaging.outbox import MAX_EVENT_BYTES
 from shared.testing.kafka import (
     TopicWatcher,
     committed_offset,
@@ -194,6 +195,21 @@ async def test_handler_bug_dead_letters_only_the_culprit(probe, kafka_producer, 
     [letter] = await dead_letters.wait_for(lambda r: r.key == customer.encode())
     assert header(letter, "dlq.error_type") == "handler_error"
     assert "RuntimeError" in (header(letter, "dlq.error") or "")
+
+
+async def test_an_event_too_large_for_a_record_dead_letters_its_cause(
+    probe, kafka_producer, dead_letters
+):
+    customer = customer_id()
+    for txn in ("a", "oversized:1", "b"):
+        await publish(kafka_producer, BALANCE_CHANGED, balance_event(customer, txn))
+    found = await wait_for_effects(probe, customer, 2)
+    assert sorted(found) == ["a", "b"]
+    [letter] = await dead_letters.wait_for(lambda r: r.key == customer.encode())
+    assert header(letter, "dlq.error_type") == "handler_error"
+    error = header(letter, "dlq.error") or ""
+    assert error.startswith("EventTooLarge: profile.callback-due.v1: the event is 1,100,")
+    assert error.endswith(f"bytes, over {MAX_EVENT_BYTES:,}")
 
 
 async def test_transient_fault_is_retried_without_commit_then_succeeds_once(
