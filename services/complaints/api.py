@@ -46,7 +46,7 @@ from services.complaints.views import (
     stats_view,
 )
 from shared.contracts import Timestamp
-from shared.contracts.events import ComplaintChannel, ComplaintStatus, Severity
+from shared.contracts.events import ComplaintChannel, ComplaintStatus, Severity, StaffKind
 from shared.group_commit import GroupCommit
 from shared.service import Runtime
 from shared.unit_of_work import Tx
@@ -106,6 +106,7 @@ def _filing(body: FileComplaintRequest, who: Principal, rt: Runtime, now: dateti
             problem = "body.received_at: not for customers (filed in the app, received now)"
             raise ApiError(422, "validation_error", problem)
         received_by = settings.complaints_self_service_owner
+        owner_kind: StaffKind = "department"
         channel: ComplaintChannel = "app"
     else:
         if body.customer_id is None:
@@ -113,6 +114,7 @@ def _filing(body: FileComplaintRequest, who: Principal, rt: Runtime, now: dateti
         if body.channel is None:
             raise ApiError(422, "validation_error", "body.channel: required for staff")
         customer_id, received_by = body.customer_id, str(who.employee_id)
+        owner_kind = "employee"
         channel = body.channel
     with domain_errors():
         filing = Filing(
@@ -125,6 +127,7 @@ def _filing(body: FileComplaintRequest, who: Principal, rt: Runtime, now: dateti
             received_by=str(received_by),
             branch_id=body.branch_id or settings.complaints_self_service_branch,
             received_at=body.received_at or now,
+            owner_kind=owner_kind,
         )
         filing.check_received_by(now)
     return filing

@@ -19,6 +19,7 @@ from shared.contracts.events import (
     ComplaintStatus,
     Severity,
     SlaClock,
+    StaffKind,
     Tier,
 )
 from shared.contracts.types import MONEY_LIMIT
@@ -448,6 +449,7 @@ class Filing:
     received_by: str
     branch_id: str
     received_at: datetime
+    owner_kind: StaffKind = "employee"  # "department": a desk received it (the app)
 
     def __post_init__(self) -> None:
         if not self.description.strip():
@@ -520,6 +522,7 @@ class Complaint:
     closed_at: datetime | None = None
     reopen_count: int = 0
     last_change: str = "filed"
+    owner_kind: StaffKind = "employee"  # "department": the owner is a desk (app filings)
 
     # -- the state machine --
 
@@ -803,6 +806,7 @@ def file_complaint(
         branch_id=filing.branch_id,
         received_at=received,
         owner_id=filing.received_by,
+        owner_kind=filing.owner_kind,
         department=grading.department,
         handler_id=None,
         severity=grading.severity,

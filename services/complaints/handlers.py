@@ -78,6 +78,7 @@ def snapshot(c: Complaint, now: datetime) -> ComplaintUpdated:
         severity=c.severity,
         category=c.category,
         owner_id=c.owner_id,
+        owner_kind=c.owner_kind,
         department=c.department,
         handler_id=c.handler_id,
         resolution_due_at=c.resolution_due_at(now),
@@ -373,8 +374,10 @@ def _alert_payload(c: Complaint, alert: SlaAlert) -> dict[str, Any]:
         "clock": alert.clock,
         "due_at": alert.due_at,
         "owner_id": c.owner_id,
+        "owner_kind": c.owner_kind,
         "handler_id": c.handler_id,
         "department": c.department,
+        "branch_id": c.branch_id,
     }
 
 
@@ -497,6 +500,7 @@ async def fire_callback_timers(tx: Tx, due: list[DueTimer]) -> None:
                 sequence=sequence,
                 assignee_id=c.owner_id,
                 due_at=callback.due_at,
+                assignee_kind=c.owner_kind,
             ),
             key=c.customer_id,
         )

@@ -57,8 +57,10 @@ class ComplaintsSettings(StewardSettings):
     complaints_detractor_max_nps: int = Field(default=6, ge=0, le=10)
     complaints_routing: dict[str, str] = Field(default=dict(DEFAULT_ROUTING))
     complaints_self_service_owner: str = Field(
-        default="customer_service_desk",
-        description="First-contact owner of complaints customers file themselves in the app",
+        default="customer_service",
+        description="Department whose desk is the first-contact owner of complaints customers "
+        "file themselves in the app: its duty contact takes the owner's SLA messages and "
+        "callbacks (an employee id here had them sent to nobody)",
     )
     complaints_self_service_branch: str = Field(
         default="online", description="Branch recorded for app filings without one"

@@ -16,6 +16,7 @@ from shared.contracts.events import (
     ComplaintChannel,
     ComplaintStatus,
     Severity,
+    StaffKind,
 )
 
 
@@ -96,6 +97,9 @@ class ComplaintView(BaseModel):
     branch_id: str
     received_at: datetime
     owner_id: str = Field(description="First-contact owner (首问负责人), fixed for life")
+    owner_kind: StaffKind = Field(
+        description="`department` when a desk owns it (complaints customers file in the app)"
+    )
     department: str
     handler_id: str | None
     is_repeat: bool
@@ -149,6 +153,7 @@ def complaint_view(c: Complaint, now: datetime, *, detail: bool = False) -> Comp
         branch_id=c.branch_id,
         received_at=c.received_at,
         owner_id=c.owner_id,
+        owner_kind=c.owner_kind,
         department=c.department,
         handler_id=c.handler_id,
         is_repeat=c.is_repeat,

@@ -168,7 +168,7 @@ async def record_notifications(tx: Tx, events: list[Envelope[Any]]) -> None:
         if (
             isinstance(data, SlaBreached)
             and data.escalation_level == 2
-            and escalation.branch_president(data.customer_id) is None
+            and escalation.branch_president(data.customer_id, data.branch_id) is None
         ):
             emit_alert(
                 tx,

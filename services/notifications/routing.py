@@ -53,13 +53,17 @@ class Escalation:
         heads = self.department_heads.get(department) or ()
         return ("employee", heads[0]) if heads else ("department", department)
 
-    def branch_president(self, customer_id: str) -> tuple[RecipientKind, str] | None:
-        branch = self.customer_branch.get(customer_id)
-        chosen = self.branch_presidents.get(branch or "") or ()
-        if not chosen:
-            everyone = sorted(e for ids in self.branch_presidents.values() for e in ids)
-            chosen = everyone[:1]
-        return ("employee", chosen[0]) if chosen else None
+    def branch_president(
+        self, customer_id: str, branch_id: str | None = None
+    ) -> tuple[RecipientKind, str] | None:
+        """The president of the branch that received the complaint, else of the customer's
+        branch, else the first on record (None: nobody has the role)."""
+        for branch in (branch_id, self.customer_branch.get(customer_id)):
+            chosen = self.branch_presidents.get(branch or "")
+            if chosen:
+                return ("employee", chosen[0])
+        everyone = sorted(e for ids in self.branch_presidents.values() for e in ids)
+        return ("employee", everyone[0]) if everyone else None
 
 
 def _json(value: Any) -> Any:
@@ -140,7 +144,7 @@ def for_sla(data: SlaWarning, escalation: Escalation) -> list[Intent]:
         due_at=data.due_at,
         department=data.department,
     )
-    recipients: list[tuple[RecipientKind, str]] = [("employee", data.owner_id)]
+    recipients: list[tuple[RecipientKind, str]] = [(data.owner_kind or "employee", data.owner_id)]
     if data.handler_id:
         recipients.append(("employee", data.handler_id))
     template = "sla_warning_staff"
@@ -152,7 +156,7 @@ def for_sla(data: SlaWarning, escalation: Escalation) -> list[Intent]:
         contact = (
             escalation.department_head(data.department)
             if data.escalation_level == 1
-            else escalation.branch_president(data.customer_id)
+            else escalation.branch_president(data.customer_id, data.branch_id)
         )
         if contact is not None:
             recipients.append(contact)
@@ -171,10 +175,9 @@ def for_callback(data: ComplaintCallbackDue | ProfileCallbackDue) -> list[Intent
     variables = _vars(
         customer_id=data.customer_id, reason=data.reason, evidence=evidence, due_at=data.due_at
     )
-    # Profile names the maintenance team when the customer has no relationship manager.
-    kind: RecipientKind = "employee"
-    if isinstance(data, ProfileCallbackDue) and data.assignee_kind == "department":
-        kind = "department"
+    # Profile names the maintenance team when the customer has no relationship manager;
+    # complaints a department whose desk owns the complaint (filed in the app).
+    kind: RecipientKind = data.assignee_kind or "employee"
     return [Intent(kind, data.assignee_id, "callback_due_staff", data.customer_id, True, variables)]
 
 

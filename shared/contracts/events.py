@@ -25,6 +25,8 @@ ComplaintCategory = Literal[
 ]
 ComplaintChannel = Literal["app", "web", "hotline", "branch", "wechat", "regulator", "media"]
 Channel = Literal["sms", "wechat"]
+# Who is meant by a staff id in an event: an employee, or a department (its duty contact).
+StaffKind = Literal["employee", "department"]
 
 # Free text is bounded: a service stores it and passes it on in its own events, and an
 # event the broker refuses (1 MB) stops the service's outbox relay, which publishes in order.
@@ -35,6 +37,12 @@ OpenId = Annotated[str, StringConstraints(max_length=128)]
 Language = Literal["zh-CN", "en"]
 
 CustomerId = str
+
+
+_OWNER_KIND = (
+    "`department`: the owner is a department's desk (complaints customers file in the app), "
+    "its duty contact takes the owner's messages; absent or `employee`: an employee"
+)
 
 
 def _id(description: str, example: str) -> Any:
@@ -175,6 +183,7 @@ class ComplaintUpdated(Contract):
     compensation: tuple[ComplaintCompensation, ...] = Field(
         default=(), description="Compensation granted so far"
     )
+    owner_kind: StaffKind | None = Field(default=None, description=_OWNER_KIND)
 
 
 SlaClock = Literal["response", "resolution"]
@@ -191,6 +200,11 @@ class SlaWarning(Contract):
     owner_id: str
     handler_id: str | None = None
     department: str
+    # Optional additions (compatible).
+    owner_kind: StaffKind | None = Field(default=None, description=_OWNER_KIND)
+    branch_id: Code | None = Field(
+        default=None, description="Branch that received the complaint (its president: level 2)"
+    )
 
 
 class SlaBreached(SlaWarning):
@@ -207,8 +221,9 @@ class ComplaintCallbackDue(Contract):
     reason: Literal["complaint_followup"]
     complaint_id: str
     sequence: Literal[1, 2, 3]
-    assignee_id: str
+    assignee_id: str = Field(description="The complaint's first-contact owner")
     due_at: Timestamp
+    assignee_kind: StaffKind | None = Field(default=None, description=_OWNER_KIND)
 
 
 class QuietHours(Contract):
@@ -248,7 +263,7 @@ class ProfileCallbackDue(Contract):
     evidence: dict[str, Any] = Field(description="The numbers that triggered the rule")
     assignee_id: str
     due_at: Timestamp
-    assignee_kind: Literal["employee", "department"] | None = Field(
+    assignee_kind: StaffKind | None = Field(
         default=None,
         description="`employee`: assignee_id is the relationship manager; `department`: "
         "it is the maintenance team (no relationship manager known)",

@@ -29,6 +29,7 @@ DUTY_MOBILE = {
     "customer_manager": "+8613800001002",
     "wealth_team": "+8613800001003",
     "private_banking": "+8613800001004",
+    "customer_service": "+8613800001011",
 }
 RISK_HEAD, RISK_HEAD_MOBILE = "E011", "+8613800000011"
 RELATIONSHIP_MANAGER, RELATIONSHIP_MANAGER_MOBILE = "E002", "+8613800000002"
@@ -217,8 +218,10 @@ async def complaint_flow(system: System) -> str:
         "clock": "resolution",
         "due_at": None,
         "owner_id": owner,
+        "owner_kind": "employee",
         "handler_id": handler,
         "department": "head_office_risk",
+        "branch_id": "B001",
     }
     for employee, mobile in ((owner, owner_mobile), (handler, handler_mobile)):
         [warned] = await system.settled("sla_warning_staff", about=cid, employee_id=employee)
@@ -281,6 +284,49 @@ async def complaint_flow(system: System) -> str:
     await topics[SLA_BREACHED].caught_up()
     assert len(topics[SLA_WARNING].matching(of(cid))) == 1
     assert len(topics[SLA_BREACHED].matching(of(cid))) == 1
+    return complaint_id
+
+
+async def app_complaint_flow(system: System) -> str:
+    """A complaint the customer files in the app is owned by the customer service desk: its
+    day-3 callback reaches that department's duty contact."""
+    stack, complaints = system.stack, system.stack.complaints
+    customer = await system.onboard()
+    cid = customer.customer_id
+    filed = await complaints.http.post(
+        "/complaints",
+        json={"category": "fees", "description": "A fee I was never told about."},
+        headers=complaints.token("customer", customer_id=cid),
+    )
+    assert filed.status_code == 201, filed.text
+    complaint_id = filed.json()["complaint_id"]
+    assert (filed.json()["owner_id"], filed.json()["owner_kind"]) == (
+        "customer_service",
+        "department",
+    )
+    staff = complaints.token("staff", employee_id="E003", department="retail_banking")
+    for action in ("acknowledge", "start"):
+        answer = await complaints.http.post(f"/complaints/{complaint_id}/{action}", headers=staff)
+        assert answer.status_code == 200, answer.text
+    answer = await complaints.http.post(
+        f"/complaints/{complaint_id}/resolve",
+        json={"resolution": "Fee refunded.", "root_cause": "tariff notice missing"},
+        headers=staff,
+    )
+    assert answer.status_code == 200, answer.text
+    [first] = [c for c in answer.json()["callbacks"] if c["sequence"] == 1]
+
+    await stack.advance_clock_to(_at(first["due_at"]) + timedelta(seconds=1))
+    [callback] = await system.topics[COMPLAINT_CALLBACK_DUE].wait_for(
+        of(cid, complaint_id=complaint_id, sequence=1)
+    )
+    assert (data_of(callback)["assignee_id"], data_of(callback)["assignee_kind"]) == (
+        "customer_service",
+        "department",
+    )
+    [call] = await system.settled("callback_due_staff", about=cid, department_id="customer_service")
+    assert call["status"] == "sent", call
+    await system.delivered_to(DUTY_MOBILE["customer_service"], [call["notification_id"]])
     return complaint_id
 
 

@@ -60,16 +60,18 @@ async def test_customer_files_own_complaint_and_staff_is_first_contact_owner(svc
     )
     assert mine.status_code == 201, mine.text
     body = mine.json()
-    assert (body["customer_id"], body["channel"], body["owner_id"]) == (
+    # Owned by the customer service desk: its duty contact takes the owner's messages.
+    assert (body["customer_id"], body["channel"], body["owner_id"], body["owner_kind"]) == (
         cid,
         "app",
-        "customer_service_desk",
+        "customer_service",
+        "department",
     )
     assert body["amount_involved"] == "12.50"
     for key in ("response_due_at", "resolution_due_at", "regulatory_due_at", "trail"):
         assert body[key]
     by_staff = await file_complaint(svc, customer_id=cid)
-    assert by_staff["owner_id"] == "E100"
+    assert (by_staff["owner_id"], by_staff["owner_kind"]) == ("E100", "employee")
     listed = await svc.http.get("/complaints", headers=customer(cid))
     assert {i["complaint_id"] for i in listed.json()["items"]} == {
         body["complaint_id"],

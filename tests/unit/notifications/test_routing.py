@@ -148,6 +148,35 @@ def test_a_level_2_breach_adds_the_president_of_the_customers_branch():
     assert ("employee", "E90") in [r[:2] for r in recipients(for_sla(breach, unknown_branch))]
 
 
+def test_a_level_2_breach_goes_to_the_president_of_the_branch_that_received_it():
+    breach = SlaBreached(**sla(branch_id="B001"), escalation_level=2, overdue_by_seconds=0)
+    presidents = [r for r in recipients(for_sla(breach, ESCALATION)) if r[1] in ("E90", "E91")]
+    assert presidents == [("employee", "E90", "sla_breached_staff")]  # not the customer's E91
+    online = SlaBreached(**sla(branch_id="online"), escalation_level=2, overdue_by_seconds=0)
+    assert ("employee", "E91") in [r[:2] for r in recipients(for_sla(online, ESCALATION))]
+
+
+def test_a_desk_owners_messages_go_to_its_departments_duty_contact():
+    desk = sla(owner_id="customer_service", owner_kind="department", handler_id=None)
+    assert recipients(for_sla(SlaWarning(**desk), ESCALATION))[0] == (
+        "department",
+        "customer_service",
+        "sla_warning_staff",
+    )
+    [callback] = for_callback(
+        ComplaintCallbackDue(
+            customer_id="C1",
+            reason="complaint_followup",
+            complaint_id="CMP-1",
+            sequence=1,
+            assignee_id="customer_service",
+            assignee_kind="department",
+            due_at=NOW,
+        )
+    )
+    assert (callback.recipient_kind, callback.recipient_id) == ("department", "customer_service")
+
+
 def test_an_owner_who_also_handles_gets_one_message():
     intents = for_sla(SlaWarning(**sla(handler_id="E1")), ESCALATION)
     assert recipients(intents) == [("employee", "E1", "sla_warning_staff")]
