@@ -8,14 +8,22 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
-# E.164 or bare mainland mobile numbers; WeChat openids (28 chars, leading "o").
+# E.164 or bare mainland mobile numbers; WeChat openids (28 chars, leading "o"). Each may
+# follow an escape such as "\n" or "\t" (a repr, a JSON text): its letter is not a word's.
+_ESCAPED = r"(?<=\\[ntr])"
 _PHONE = re.compile(
-    r"(?<![\w+])(\+?\d{2,3})?(1[3-9]\d)(\d{4})(\d{4})(?!\d)|(\+\d{1,3})(\d{4,8})(\d{4})(?!\d)"
+    rf"(?:(?<![\w+])|{_ESCAPED})"
+    r"(?:(\+?\d{2,3})?(1[3-9]\d)(\d{4})(\d{4})(?!\d)|(\+\d{1,3})(\d{4,8})(\d{4})(?!\d))"
 )
-_OPENID = re.compile(r"\b(o[A-Za-z0-9_-]{3})[A-Za-z0-9_-]{20}([A-Za-z0-9_-]{4})\b")
+# Bounded by characters outside the openid alphabet, not by \b: one may end in "-".
+_OPENID = re.compile(
+    rf"(?:(?<![A-Za-z0-9_-])|{_ESCAPED})"
+    r"(o[A-Za-z0-9_-]{3})[A-Za-z0-9_-]{20}([A-Za-z0-9_-]{4})(?![A-Za-z0-9_-])"
+)
 
 
 def _mask_phone(match: re.Match[str]) -> str:
@@ -27,6 +35,17 @@ def _mask_phone(match: re.Match[str]) -> str:
 def mask_pii(text: str) -> str:
     """Replace the middle of phone numbers and openids with asterisks."""
     return _OPENID.sub(r"\1****\2", _PHONE.sub(_mask_phone, text))
+
+
+def mask_pii_deep(value: Any) -> Any:
+    """`mask_pii` over every string of a JSON-like value (dicts, lists, strings)."""
+    if isinstance(value, str):
+        return mask_pii(value)
+    if isinstance(value, dict):
+        return {k: mask_pii_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_pii_deep(v) for v in value]
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,14 +61,16 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": mask_pii(record.getMessage()),
         }
         cid = correlation_id.get()
         if cid:
             entry["correlation_id"] = cid
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return mask_pii(json.dumps(entry, ensure_ascii=False, default=str))
+            entry["exception"] = mask_pii(self.formatException(record.exc_info))
+        # Masked before JSON escapes them: "\n13812345678" reads as a word character "n"
+        # before the number, and the number went out whole.
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

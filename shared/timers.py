@@ -29,6 +29,7 @@ from shared.clock import Clock, DevClock
 from shared.contracts.events import OpsAlert
 from shared.contracts.topics import OPS_ALERTS
 from shared.faults import backoff_seconds, is_transient
+from shared.logs import mask_pii
 from shared.metrics import TIMERS_FIRED, TRANSIENT_FAILURES
 from shared.tables import timers
 from shared.unit_of_work import Tx, UnitOfWork
@@ -280,7 +281,7 @@ class TimerWorker:
             attempts = await tx.session.scalar(
                 update(timers)
                 .where(timers.c.id == timer.id)
-                .values(attempts=timers.c.attempts + 1, last_error=repr(exc)[:2000])
+                .values(attempts=timers.c.attempts + 1, last_error=mask_pii(repr(exc)[:2000]))
                 .returning(timers.c.attempts)
             )
             attempts = int(attempts or 0)

@@ -37,7 +37,6 @@ from shared.contracts.events import (
 )
 from shared.contracts.topics import NOTIFICATION_STATUS, OPS_ALERTS
 from shared.ids import new_id
-from shared.logs import mask_pii
 from shared.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def emit_alert(tx: Tx, kind: str, message: str, severity: str = "warning", **det
             service=SERVICE,
             severity=severity,
             kind=kind,
-            message=mask_pii(message),
+            message=message,
             details=details,
         ),
         key=SERVICE,

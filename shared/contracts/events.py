@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from shared.contracts.types import Contract, Money, Timestamp
+from shared.logs import mask_pii_deep
 
 Tier = Literal["ordinary", "potential", "quality", "high_end"]
 MaintenanceTeam = Literal["branch_service", "customer_manager", "wealth_team", "private_banking"]
@@ -305,3 +306,10 @@ class OpsAlert(Contract):
             "`complaint_id`."
         ),
     )
+
+    @field_validator("message", "details")
+    @classmethod
+    def _masked(cls, value: Any) -> Any:
+        """Phone numbers and openids masked: an alert quotes errors, and errors quote input
+        (a dead letter's reason, a provider's answer), on a topic kept 30 days."""
+        return mask_pii_deep(value)

@@ -12,6 +12,7 @@ from aiokafka.structs import ConsumerRecord
 from shared.contracts import dead_letter_topic
 from shared.contracts.events import OpsAlert
 from shared.contracts.topics import OPS_ALERTS
+from shared.logs import mask_pii
 from shared.messaging.outbox import OutgoingMessage
 from shared.unit_of_work import Tx
 
@@ -50,7 +51,7 @@ def dead_letter(
     at: datetime,
 ) -> None:
     """Queue the original message on the dead-letter topic and an alert for ops."""
-    reason = reason[:MAX_REASON]
+    reason = mask_pii(reason[:MAX_REASON])  # it may quote the input (the value keeps it)
     headers = [
         ("dlq.original_topic", record.topic),
         ("dlq.partition", str(record.partition)),

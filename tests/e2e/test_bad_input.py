@@ -26,6 +26,7 @@ from shared.contracts.topics import (
     TIER_CHANGED,
     dead_letter_topic,
 )
+from shared.logs import mask_pii
 from shared.testing.kafka import header, make_event
 from tests.e2e.flows import browsing_flow, complaint_flow, posting, tier_flow
 from tests.e2e.support import Record, System, data_of, keyed, new_id
@@ -171,6 +172,8 @@ SPECIFIC: dict[str, tuple[tuple[Any, ...], ...]] = {
         ("missing field", {}, "customer_id", "data.customer_id", INVALID, None),
         ("naive datetime", {"onboarded_at": NAIVE}, None, "data.onboarded_at", INVALID, None),
         ("not a mobile number", {"mobile": "12345"}, None, "data.mobile", "invalid_field", None),
+        # The reason quotes the input: masked in the header and the alert (the value keeps it).
+        ("mobile as a number", {"mobile": 13812345678}, None, "data.mobile", INVALID, None),
         # Stored and passed on in ProfileChanged: unbounded, it could outgrow what the broker
         # takes and stop profile's outbox relay.
         ("name too long", {"name": "名" * 201}, None, "data.name", INVALID, None),
@@ -254,6 +257,7 @@ async def test_garbage_is_dead_lettered_with_reasons_and_the_flows_still_work(sy
             assert header(letter, "dlq.offset") == str(where.offset), context
             assert header(letter, "dlq.error_type") == g.error_type, context
             assert g.reason in (header(letter, "dlq.error") or ""), context
+            assert mask_pii(header(letter, "dlq.error") or "") == header(letter, "dlq.error")
             assert (header(letter, "dlq.consumer") or "").startswith(f"{service}."), context
 
             def alert_for(
@@ -272,6 +276,7 @@ async def test_garbage_is_dead_lettered_with_reasons_and_the_flows_still_work(sy
             [alert] = await system.topics[OPS_ALERTS].wait_for(alert_for)
             assert data_of(alert)["details"]["error_type"] == g.error_type, context
             assert g.reason in data_of(alert)["details"]["error"], context
+            assert mask_pii(json.dumps(data_of(alert))) == json.dumps(data_of(alert)), context
 
     # Each bad message was dead-lettered once by each of its consumers, and by no one else.
     await system.stack.drained()

@@ -1,9 +1,12 @@
 """PII masking of log lines."""
 
+import json
 import logging
+import sys
 
 import pytest
 
+from shared.contracts.events import OpsAlert
 from shared.logs import JsonFormatter, mask_pii
 
 pytestmark = pytest.mark.unit
@@ -19,6 +22,12 @@ pytestmark = pytest.mark.unit
             "amount 50000.00 and account 6222020200112233",
             "amount 50000.00 and account 6222020200112233",
         ),
+        # After an escape in a repr or a JSON text: its letter is not part of the number.
+        (r"rows:\n13812345678\to6_bmjrPTlm6_2sgVt7hMZOPfL2M", r"rows:\n138****5678\to6_b****fL2M"),
+        (
+            "openid o6_bmjrPTlm6_2sgVt7hMZOPfL2- (may end in a dash)",
+            "openid o6_b****fL2- (may end in a dash)",
+        ),
     ],
 )
 def test_phone_numbers_and_openids_are_masked(raw: str, masked: str):
@@ -30,3 +39,34 @@ def test_formatter_masks_and_emits_json():
     line = JsonFormatter("tiering").format(record)
     assert "13800138000" not in line
     assert '"service": "tiering"' in line
+
+
+def test_a_logged_exception_with_line_breaks_is_masked():
+    error = ValueError("rows:\n13812345678\to6_bmjrPTlm6_2sgVt7hMZOPfL2M")
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "failed: %r", (error,), None)
+    try:
+        raise error
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    line = JsonFormatter("complaints").format(record)
+    assert "13812345678" not in line and "hMZOPfL2M" not in line
+    entry = json.loads(line)
+    assert "138****5678" in entry["message"] and "138****5678" in entry["exception"]
+
+
+def test_an_ops_alert_masks_what_its_message_and_details_quote():
+    alert = OpsAlert(
+        service="profile",
+        severity="warning",
+        kind="dead_letter",
+        message="rejected +8613812345678",
+        details={
+            "error": "data.mobile: (got 13812345678)",
+            "ids": ["oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"],
+        },
+    )
+    assert alert.message == "rejected +86138****5678"
+    assert alert.details == {
+        "error": "data.mobile: (got 138****5678)",
+        "ids": ["oUpF****eS6o"],
+    }
