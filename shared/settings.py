@@ -8,6 +8,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "steward-dev-secret-do-not-use-in-production"
+TEST_JWT_SECRET = "steward-test-secret-0123456789abcdef"
+PROD_MIN_SECRET_BYTES = 32  # HS256's own key length; a short secret can be guessed offline
 
 
 class StewardSettings(BaseSettings):
@@ -23,6 +25,14 @@ class StewardSettings(BaseSettings):
     )
     steward_jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     steward_jwks_url: str | None = Field(default=None, description="JWKS for RS256 tokens")
+    steward_jwt_issuer: str | None = Field(
+        default=None,
+        description="The `iss` a token must carry (the identity provider; RS256 deployments "
+        "should set it: other apps' tokens may be signed with keys of the same JWKS)",
+    )
+    steward_jwt_audience: str | None = Field(
+        default=None, description="The `aud` a token must carry; unset, a token with one is refused"
+    )
     steward_kafka_idempotence: bool = False
     steward_log_level: str = "INFO"
     consumer_batch_size: int = Field(default=1000, ge=1)
@@ -112,7 +122,17 @@ class StewardSettings(BaseSettings):
             raise ValueError("STEWARD_JWT_SECRET is required for HS256 tokens")
         if self.steward_jwt_algorithm == "RS256" and not self.steward_jwks_url:
             raise ValueError("STEWARD_JWKS_URL is required for RS256 tokens")
-        secret = self.steward_jwt_secret
-        if self.steward_env == "prod" and secret and secret.get_secret_value() == DEV_JWT_SECRET:
-            raise ValueError("STEWARD_ENV=prod refuses the dev JWT secret")
+        if self.steward_env == "prod" and self.steward_jwt_algorithm == "HS256":
+            # Anyone who knows the secret mints admin tokens: not one from this repository,
+            # nor one short enough to guess.
+            secret = self.steward_jwt_secret.get_secret_value() if self.steward_jwt_secret else ""
+            if secret == DEV_JWT_SECRET:
+                raise ValueError("STEWARD_ENV=prod refuses the dev JWT secret")
+            if secret == TEST_JWT_SECRET:
+                raise ValueError("STEWARD_ENV=prod refuses the test JWT secret")
+            if len(secret.encode()) < PROD_MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"STEWARD_ENV=prod needs a STEWARD_JWT_SECRET of {PROD_MIN_SECRET_BYTES} "
+                    "bytes or more"
+                )
         return self

@@ -12,13 +12,11 @@ import httpx
 from fastapi import FastAPI
 
 from shared.service import Runtime, ServiceSpec
-from shared.settings import StewardSettings
+from shared.settings import TEST_JWT_SECRET, StewardSettings
 from shared.testing.backlog import start_at_now
 from shared.testing.infra import Infrastructure
 from shared.web.app import create_app
 from shared.web.auth import Role, mint_token
-
-TEST_JWT_SECRET = "steward-test-secret-0123456789abcdef"
 
 # Settings under which a service keeps what its relay published (marked sent) instead of
 # deleting it: for tests that read back what one schema emitted, beside other tests'

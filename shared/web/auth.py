@@ -46,6 +46,11 @@ class TokenVerifier:
         self._jwks = (
             jwt.PyJWKClient(settings.steward_jwks_url) if settings.steward_jwks_url else None
         )
+        self._issuer = settings.steward_jwt_issuer
+        self._audience = settings.steward_jwt_audience
+        self._required = ["exp", "sub"]
+        self._required += ["iss"] if self._issuer else []
+        self._required += ["aud"] if self._audience else []
         self._verified: dict[str, tuple[Principal, float]] = {}  # token → (principal, exp)
 
     @property
@@ -73,10 +78,21 @@ class TokenVerifier:
                 else self._secret
             )
             claims = jwt.decode(
-                token, key, algorithms=[self._algorithm], options={"require": ["exp", "sub"]}
+                token,
+                key,
+                algorithms=[self._algorithm],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": self._required},
             )
         except jwt.PyJWTError as exc:
             raise ApiError(401, "invalid_token", f"token rejected: {exc}") from None
+        for name in ("role", "customer_id", "employee_id", "department"):
+            if not isinstance(claims.get(name), str | None):
+                raise ApiError(401, "invalid_token", f"claim {name!r} is not a string")
+        permissions = claims.get("permissions") or []
+        if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+            raise ApiError(401, "invalid_token", "claim 'permissions' is not a list of strings")
         role = claims.get("role")
         if role not in ROLES:
             raise ApiError(401, "invalid_token", f"unknown role {role!r}")
@@ -90,7 +106,7 @@ class TokenVerifier:
             customer_id=claims.get("customer_id"),
             employee_id=claims.get("employee_id"),
             department=claims.get("department"),
-            permissions=frozenset(claims.get("permissions") or ()),
+            permissions=frozenset(permissions),
         )
         return principal, float(claims["exp"])
 

@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from services.tiering.app import SPEC
-from shared.settings import DEV_JWT_SECRET
+from shared.settings import DEV_JWT_SECRET, TEST_JWT_SECRET
 from shared.web.app import create_app
 from shared.web.auth import mint_token
 
@@ -75,8 +75,24 @@ async def test_customer_cannot_read_another_customer(http):
         jwt.encode({"sub": "x", "role": "admin", "exp": 4102444800}, None, algorithm="none"),
         mint_token(SECRET, role="customer"),  # customer token without customer_id
         "not-a-jwt",
+        # Signed, but claims of the wrong type (a number of permissions answered 500).
+        jwt.encode({"sub": "x", "role": "ops", "exp": 4102444800, "permissions": 5}, SECRET),
+        jwt.encode({"sub": "x", "role": "ops", "exp": 4102444800, "permissions": [[1]]}, SECRET),
+        jwt.encode({"sub": "x", "role": "customer", "exp": 4102444800, "customer_id": 7}, SECRET),
+        # An audience this deployment was not told to accept.
+        jwt.encode({"sub": "x", "role": "admin", "exp": 4102444800, "aud": "other"}, SECRET),
     ],
-    ids=["expired", "wrong-signature", "alg-none", "customer-without-id", "garbage"],
+    ids=[
+        "expired",
+        "wrong-signature",
+        "alg-none",
+        "customer-without-id",
+        "garbage",
+        "permissions-a-number",
+        "permissions-nested",
+        "customer-id-a-number",
+        "unexpected-audience",
+    ],
 )
 async def test_bad_tokens_are_401(http, token):
     response = await http.get("/customers/C1/tier", headers=bearer(token))
@@ -87,6 +103,39 @@ async def test_bad_tokens_are_401(http, token):
 def test_prod_refuses_the_dev_secret():
     with pytest.raises(ValueError, match="refuses the dev JWT secret"):
         settings(steward_env="prod", steward_jwt_secret=DEV_JWT_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        (TEST_JWT_SECRET, "refuses the test JWT secret"),
+        ("short-secret", "of 32 bytes or more"),
+    ],
+)
+def test_prod_refuses_a_secret_known_or_short(secret: str, problem: str):
+    with pytest.raises(ValueError, match=problem):
+        settings(steward_env="prod", steward_jwt_secret=secret)
+    settings(steward_env="dev", steward_jwt_secret=secret)  # dev takes it
+
+
+async def test_issuer_and_audience_are_checked_when_configured():
+    app = create_app(SPEC, settings(steward_jwt_issuer="bank-idp", steward_jwt_audience="steward"))
+    # A customer reading another's tier: 403 once the token is accepted, 401 if it is not.
+    claims = {"sub": "A", "role": "customer", "customer_id": "A", "exp": 4102444800}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+
+        async def status(**extra: str) -> int:
+            token = jwt.encode(claims | extra, SECRET)
+            response = await client.get("/customers/B/tier", headers=bearer(token))
+            return response.status_code
+
+        assert await status(iss="bank-idp", aud="steward") == 403
+        assert await status(iss="other-app", aud="steward") == 401
+        assert await status(iss="bank-idp", aud="other") == 401
+        assert await status(iss="bank-idp") == 401  # audience required once configured
+        assert await status(aud="steward") == 401  # issuer likewise
 
 
 def test_hs256_needs_a_secret():
