@@ -28,6 +28,9 @@ IMAGE = "steward"  # an overlay sets the registry and tag with kustomize `images
 STRIMZI_CLUSTER = "steward"  # the Strimzi Kafka resource the topics belong to
 BOOTSTRAP = f"{STRIMZI_CLUSTER}-kafka-bootstrap:9092"
 JWT_SECRET = "steward-jwt"  # Secret with key STEWARD_JWT_SECRET (not committed)
+# Secret whose keys are the notification providers' settings (NOTIFICATIONS_SMS_PROVIDER,
+# NOTIFICATIONS_SMS_URL, …; not committed): prod refuses the sandbox providers.
+PROVIDERS_SECRET = "steward-notification-providers"
 UID = 10001  # the image's `steward` user
 
 
@@ -97,7 +100,8 @@ def deployment(service: str, size: Sizing) -> dict[str, Any]:
         "image": IMAGE,
         "command": ["python", "-m", f"services.{service}"],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "envFrom": [{"configMapRef": {"name": "steward-settings"}}],
+        "envFrom": [{"configMapRef": {"name": "steward-settings"}}]
+        + ([{"secretRef": {"name": PROVIDERS_SECRET}}] if service == "notifications" else []),
         "env": [
             {"name": "STEWARD_SERVICE", "value": service},
             {"name": f"{service.upper()}_PORT", "value": str(port)},

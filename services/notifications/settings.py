@@ -35,6 +35,12 @@ class NotificationsSettings(StewardSettings):
     notifications_wechat_app_id: str | None = None
     notifications_wechat_app_secret: SecretStr | None = None
 
+    notifications_allow_sandbox: bool = Field(
+        default=False,
+        description="Let STEWARD_ENV=prod send through a sandbox provider (a staging system): "
+        "the sandbox records a message as delivered and sends nothing",
+    )
+
     notifications_provider_timeout_seconds: float = Field(default=5.0, gt=0)
     notifications_max_attempts: int = Field(
         default=3, ge=1, description="Attempts per channel before falling back or failing"
@@ -67,6 +73,20 @@ class NotificationsSettings(StewardSettings):
 
     @model_validator(mode="after")
     def _providers_are_configured(self) -> NotificationsSettings:
+        sandboxed = [
+            name
+            for name, provider in (
+                ("NOTIFICATIONS_SMS_PROVIDER", self.notifications_sms_provider),
+                ("NOTIFICATIONS_WECHAT_PROVIDER", self.notifications_wechat_provider),
+            )
+            if provider == "sandbox"
+        ]
+        if self.steward_env == "prod" and sandboxed and not self.notifications_allow_sandbox:
+            raise ValueError(
+                f"STEWARD_ENV=prod with {' and '.join(sandboxed)}=sandbox would report "
+                "messages delivered and send none: configure the real providers, or set "
+                "NOTIFICATIONS_ALLOW_SANDBOX=true for a staging system"
+            )
         if self.notifications_sms_provider == "http" and not (
             self.notifications_sms_url
             and self.notifications_sms_api_key

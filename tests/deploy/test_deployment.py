@@ -43,6 +43,17 @@ BIN = Path(sys.executable).parent  # the venv's bin: the tools come with the dev
 K8S_VERSION = "1.30"  # the oldest Kubernetes the base claims to support
 STRIMZI = "kafka.strimzi.io/v1beta2"
 DUMMY_SECRET = "compose-test-secret-0123456789abcdef"
+# What deploy/README.md puts in the notification providers' Secret, with stand-in values.
+PROVIDERS = {
+    "NOTIFICATIONS_SMS_PROVIDER": "http",
+    "NOTIFICATIONS_SMS_URL": "https://sms.invalid/send",
+    "NOTIFICATIONS_SMS_API_KEY": "key",
+    "NOTIFICATIONS_SMS_SECRET": DUMMY_SECRET,
+    "NOTIFICATIONS_WECHAT_PROVIDER": "wechat",
+    "NOTIFICATIONS_WECHAT_BASE_URL": "https://wechat.invalid",
+    "NOTIFICATIONS_WECHAT_APP_ID": "app",
+    "NOTIFICATIONS_WECHAT_APP_SECRET": DUMMY_SECRET,
+}
 
 
 # --- loading -------------------------------------------------------------------------
@@ -157,7 +168,8 @@ def container_env(container: dict[str, Any]) -> dict[str, Any]:
     maps = {cm["metadata"]["name"]: cm["data"] for cm in of_kind("ConfigMap")}
     env: dict[str, Any] = {}
     for source in container.get("envFrom", []):
-        env |= maps[source["configMapRef"]["name"]]
+        if "configMapRef" in source:  # a secretRef's keys are not committed
+            env |= maps[source["configMapRef"]["name"]]
     for entry in container.get("env", []):
         env[entry["name"]] = entry.get("value", entry.get("valueFrom"))
     return env
@@ -453,6 +465,10 @@ def test_k8s_env_vars_are_settings_of_the_service(service, container):
             for k, v in env.items()
             if k != "DATABASE_URL"
         }
+        if service == "notifications":  # its Secret of provider settings, as the README says
+            secrets = [f["secretRef"]["name"] for f in container["envFrom"] if "secretRef" in f]
+            assert secrets == ["steward-notification-providers"]
+            resolved |= PROVIDERS
         settings = settings_from(service, resolved | {"DATABASE_URL": "postgresql+asyncpg://x"})
         assert settings.port == PORTS[service]
         assert not settings.is_dev
@@ -524,6 +540,8 @@ def prod_settings(service: str) -> Any:
             "DATABASE_URL": "postgresql+asyncpg://x",
             "STEWARD_JWT_SECRET": DUMMY_SECRET,
             "STEWARD_ENV": "prod",
+            # the providers' Secret is not committed: its stand-in, the sandbox, allowed
+            "NOTIFICATIONS_ALLOW_SANDBOX": "true",
         },
     )
 

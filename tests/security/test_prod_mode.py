@@ -50,7 +50,13 @@ async def test_a_prod_process_with_the_dev_secret_exits_at_once(infra, tmp_path:
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 async def test_prod_has_no_admin_clock(infra, spec):
-    settings = service_settings(spec, infra, steward_env="prod", steward_jwt_secret=PROD_SECRET)
+    settings = service_settings(
+        spec,
+        infra,
+        steward_env="prod",
+        steward_jwt_secret=PROD_SECRET,
+        notifications_allow_sandbox=True,  # a staging system (prod refuses it otherwise)
+    )
     app = create_app(spec, settings)
     assert "/admin/clock" not in app.openapi()["paths"]
     dev = create_app(spec, service_settings(spec, infra))
