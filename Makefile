@@ -4,15 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check docs bench clean
+.PHONY: run test lint typecheck check docs bench clean lock
+.DELETE_ON_ERROR:
 
+# A venv half made (no venv module: Debian's python3-venv) is removed, not taken for done.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Steward needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0] + " (make PYTHON=python3.11 ...)")'
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "could not create $(VENV): on Debian or Ubuntu, apt-get install python3-venv"; exit 1; }
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+## Rewrite constraints.txt (the exact versions installs take) from the current .venv.
+lock: $(STAMP)
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
 
 ## Start the whole system on embedded Postgres + broker, with the bank simulator and live view.
 run: $(STAMP)

@@ -325,7 +325,7 @@ def test_image_is_slim_non_root_and_installs_the_project_without_dev_extras():
     users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     installs = re.findall(r"pip install [^\n]*", text)
-    assert installs == ["pip install --no-cache-dir ."]
+    assert installs == ["pip install --no-cache-dir -c constraints.txt ."]  # exact versions
     assert 'CMD ["python", "/opt/steward/healthcheck.py", "/healthz"]' in text
     assert set(map(int, re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)[0].split())) == set(
         PORTS.values()
@@ -346,7 +346,9 @@ def test_dockerignore_sends_what_the_image_needs():
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.startswith("!")
     }
-    copied = set(re.findall(r"^COPY (?!--from)(\S+)", DOCKERFILE.read_text(), re.MULTILINE))
+    copies = re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    copied = {source for line in copies for source in line.split()[:-1]}  # all but the target
+    assert "constraints.txt" in copied
     assert {c.rstrip("/") for c in copied} <= allowed
 
 
