@@ -101,14 +101,16 @@ class SignalBatch:
                 self.touch(cid, "last_wealth_purchase_at", at)
 
     def add_complaint(self, event: Envelope[Any]) -> None:
-        """A complaint counts from its first event (normally change == "filed")."""
+        """A complaint counts from its first event (normally change == "filed"), dated when
+        it was received (a desk may file it days later), else when that event occurred."""
         data: ComplaintUpdated = event.data
+        at = data.received_at or event.occurred_at
         seen = self.complaints.get(data.complaint_id)
-        if seen is None or event.occurred_at < seen["filed_at"]:
+        if seen is None or at < seen["filed_at"]:
             self.complaints[data.complaint_id] = {
                 "complaint_id": data.complaint_id,
                 "customer_id": data.customer_id,
-                "filed_at": event.occurred_at,
+                "filed_at": at,
             }
 
 

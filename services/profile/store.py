@@ -310,18 +310,6 @@ async def signals_of(session: AsyncSession, customer_ids: Iterable[str]) -> dict
     return {r.customer_id: r for r in rows}
 
 
-async def latest_complaints(
-    session: AsyncSession, customer_ids: Iterable[str]
-) -> dict[str, datetime]:
-    """When each customer's most recent complaint was filed."""
-    rows = await session.execute(
-        select(complaints.c.customer_id, func.max(complaints.c.filed_at))
-        .where(any_of(complaints.c.customer_id, sorted(set(customer_ids))))
-        .group_by(complaints.c.customer_id)
-    )
-    return {cid: filed for cid, filed in rows}
-
-
 async def decline_candidates(
     session: AsyncSession,
     earlier_from: date,

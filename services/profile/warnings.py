@@ -106,16 +106,14 @@ class TimeBasedRules:
         self.policy = desk.policy
 
     async def post_complaint_inactivity(self, tx: Tx, due: list[DueTimer]) -> None:
-        """90 days after a complaint: no transaction since → win-back callback."""
-        customers = [t.payload["customer_id"] for t in due]
-        signals = await store.signals_of(tx.session, customers)
-        latest = await store.latest_complaints(tx.session, customers)
+        """90 days after a complaint: no transaction since → win-back callback. Each
+        complaint is judged on its own (DOMAIN: "after a complaint"): a later complaint
+        does not put off an earlier one's callback."""
+        signals = await store.signals_of(tx.session, (t.payload["customer_id"] for t in due))
         warnings = []
         for timer in due:
             customer_id = timer.payload["customer_id"]
             filed_at = datetime.fromisoformat(timer.payload["filed_at"])
-            if latest.get(customer_id, filed_at) > filed_at:
-                continue  # a later complaint is pending: its own timer decides
             row = signals.get(customer_id)
             last_transaction_at = row.last_transaction_at if row else None
             if not is_post_complaint_inactive(filed_at, last_transaction_at):

@@ -59,10 +59,13 @@ def activity(customer: str, kind: str, at: datetime, product_type: str = "wealth
     )
 
 
-def complaint(customer: str, complaint_id: str, change: str = "filed") -> dict[str, Any]:
+def complaint(
+    customer: str, complaint_id: str, change: str = "filed", **fields: Any
+) -> dict[str, Any]:
     return make_event(
         COMPLAINT_UPDATED,
-        {
+        fields
+        | {
             "complaint_id": complaint_id,
             "complaint_ref": f"APP-{complaint_id}",
             "customer_id": customer,
@@ -281,6 +284,32 @@ async def test_dev_clock_drives_the_90_day_post_complaint_rule(
     await profile_svc.advance_clock(1 * DAY)
     await quiet(profile_svc, callbacks)
     assert len(callbacks.matching(reason(silent, "post_complaint_inactivity"))) == 1
+
+
+async def test_each_complaint_has_its_win_back_from_its_receipt(
+    profile_svc, callbacks, kafka_producer
+):
+    customer = new_customer()
+    first, second = f"CMP-{uuid.uuid4().hex[:8]}", f"CMP-{uuid.uuid4().hex[:8]}"
+    # Received 9 days before a desk filed it: its 90 days run from the receipt.
+    received = profile_svc.runtime.clock.now() - timedelta(days=9)
+    await publish(
+        kafka_producer,
+        COMPLAINT_UPDATED,
+        complaint(customer, first, received_at=received.isoformat()),
+    )
+    await eventually(lambda: inactivity_timers(profile_svc, first), lambda n: n == 1)
+    await profile_svc.advance_clock(71 * DAY)  # day 80 since the receipt: a second complaint
+    now = profile_svc.runtime.clock.now().isoformat()  # the service's, moved on by the tests
+    await publish(kafka_producer, COMPLAINT_UPDATED, complaint(customer, second, received_at=now))
+    await eventually(lambda: inactivity_timers(profile_svc, second), lambda n: n == 1)
+
+    await profile_svc.advance_clock(11 * DAY)  # day 91: the first one's win-back is due
+    [record] = await callbacks.wait_for(reason(customer, "post_complaint_inactivity"))
+    evidence = data_of(record)["evidence"]
+    assert evidence["complaint_id"] == first
+    assert datetime.fromisoformat(evidence["complaint_filed_at"]) == received
+    assert await inactivity_timers(profile_svc, second) == 1  # its own still to come
 
 
 async def test_new_customer_without_activity_in_the_first_month(
