@@ -729,8 +729,15 @@ class Complaint:
         loss_amount: Decimal | None,
         policy: ComplaintPolicy,
     ) -> Compensation:
-        """Compute, record and return the compensation the rules give."""
+        """Compute, record and return the compensation the rules give: once per kind (a
+        second fund-loss grant paid 240 % of the loss; several losses are one grant)."""
         points, amount = compensation_for(kind, self.severity, loss_amount, policy)
+        for earlier in self.compensation:
+            if earlier.kind == kind:
+                raise ComplaintConflict(
+                    f"{kind} compensation was granted already, at {earlier.at.isoformat()} "
+                    f"by {earlier.by}"
+                )
         visit = self.severity == "major" and not self.apology_visit_scheduled
         self.apology_visit_scheduled = self.apology_visit_scheduled or visit
         granted = Compensation(kind, points, amount, loss_amount, visit, now, by)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import Field
 
@@ -50,8 +51,9 @@ class ComplaintsSettings(StewardSettings):
     complaints_regulatory_days: int = Field(default=15, ge=1)
     complaints_regulatory_extension_days: tuple[int, ...] = (30, 60)
     complaints_callback_days: tuple[int, int, int] = (3, 7, 30)
-    complaints_service_flaw_points: dict[Severity, int] = Field(
-        default={"normal": 500, "urgent": 1000, "major": 2000}
+    complaints_service_flaw_points: dict[Severity, Annotated[int, Field(ge=500, le=2000)]] = Field(
+        default={"normal": 500, "urgent": 1000, "major": 2000},
+        description="Points for a service flaw, by severity: 500 to 2,000 (DOMAIN.md)",
     )
     complaints_fund_loss_rate: Decimal = Field(default=Decimal("1.20"))
     complaints_detractor_max_nps: int = Field(default=6, ge=0, le=10)

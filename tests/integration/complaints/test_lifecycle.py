@@ -315,6 +315,9 @@ async def test_compensation_for_a_major_fund_loss(svc, updates):
     assert granted.json()["apology_visit_scheduled"] is True
     points = await post(svc, path, {"kind": "service_flaw"})
     assert points.json()["compensation"][1]["points"] == 2000
+    again = await post(svc, path, {"kind": "fund_loss", "loss_amount": "1234.57"})
+    assert again.status_code == 409, again.text  # once per kind: not 240 % of the loss
+    assert "fund_loss compensation was granted already" in again.json()["detail"]
     missing = await post(svc, path, {"kind": "fund_loss"})
     assert missing.status_code == 422
     assert "loss_amount" in missing.json()["detail"]

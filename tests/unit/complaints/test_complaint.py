@@ -398,6 +398,14 @@ def test_major_compensation_schedules_one_apology_visit():
     assert c.apology_visit_scheduled
 
 
+def test_compensation_is_granted_once_per_kind():
+    c, _ = new("card_fraud")
+    c.grant_compensation(T0 + H, "E2", "fund_loss", Decimal("1000.00"), POLICY)
+    with pytest.raises(ComplaintConflict, match="fund_loss compensation was granted already"):
+        c.grant_compensation(T0 + 2 * H, "E3", "fund_loss", Decimal("1000.00"), POLICY)
+    assert [g.amount for g in c.compensation] == [Decimal("1200.00")]  # not 240 %
+
+
 def test_normal_compensation_has_no_visit():
     c, _ = new()
     granted = c.grant_compensation(T0 + H, "E2", "service_flaw", None, POLICY)
