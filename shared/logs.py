@@ -37,6 +37,22 @@ def mask_pii(text: str) -> str:
     return _OPENID.sub(r"\1****\2", _PHONE.sub(_mask_phone, text))
 
 
+def mask_mobile(mobile: str | None) -> str | None:
+    """+8613800138000 → +86138****8000: enough to recognise, not to dial (by position, for
+    a value known to be a mobile number, whatever its shape)."""
+    if not mobile:
+        return mobile
+    head = 6 if mobile.startswith("+86") else 4
+    return mobile[:head] + "****" + mobile[-4:] if len(mobile) > head + 4 else "****"
+
+
+def mask_openid(openid: str | None) -> str | None:
+    """oAbCdEf…xyz → oAbC****xyz (by position, whatever its length)."""
+    if not openid:
+        return openid
+    return openid[:4] + "****" + openid[-3:] if len(openid) > 7 else "****"
+
+
 def mask_pii_deep(value: Any) -> Any:
     """`mask_pii` over every string of a JSON-like value (dicts, lists, strings)."""
     if isinstance(value, str):

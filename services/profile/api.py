@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.profile import store
-from services.profile.domain import Profile, mask_mobile, mask_openid
+from services.profile.domain import Profile
 from services.profile.handlers import update_profile
 from services.profile.signals import signals_view
 from shared.contracts import MoneyTotal
@@ -29,6 +29,7 @@ from shared.contracts.events import (
     PersonName,
     Tier,
 )
+from shared.logs import mask_mobile, mask_openid
 from shared.web.app import RuntimeDep
 from shared.web.auth import AccessibleCustomerId, AnyBankRole, CurrentPrincipal, Principal
 from shared.web.errors import ApiError

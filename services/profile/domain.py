@@ -222,24 +222,6 @@ def forbidden_fields(role: str, requested: Iterable[str]) -> list[str]:
     return sorted(set(requested) - allowed)
 
 
-# --- masking -------------------------------------------------------------------------------
-
-
-def mask_mobile(mobile: str | None) -> str | None:
-    """+8613800138000 → +86138****8000: enough to recognise, not to dial."""
-    if not mobile:
-        return mobile
-    head = 6 if mobile.startswith("+86") else 4
-    return mobile[:head] + "****" + mobile[-4:] if len(mobile) > head + 4 else "****"
-
-
-def mask_openid(openid: str | None) -> str | None:
-    """oAbCdEf…xyz → oAbC****xyz."""
-    if not openid:
-        return openid
-    return openid[:4] + "****" + openid[-3:] if len(openid) > 7 else "****"
-
-
 # --- calendar helpers ----------------------------------------------------------------------
 
 

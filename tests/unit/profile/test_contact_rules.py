@@ -12,14 +12,13 @@ from services.profile.domain import (
     check_consistency,
     forbidden_fields,
     is_quiet,
-    mask_mobile,
-    mask_openid,
     merge,
     normalise_mobile,
     parse_quiet_hours,
     profile_changes,
     requested_fields,
 )
+from shared.logs import mask_mobile, mask_openid
 
 pytestmark = pytest.mark.unit
 
