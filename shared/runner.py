@@ -30,4 +30,5 @@ def serve(spec: ServiceSpec) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
-    uvicorn.run(app, host="0.0.0.0", port=settings.port, log_config=None, access_log=False)
+    host, port = settings.listen_host, settings.port
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

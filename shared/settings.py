@@ -108,6 +108,12 @@ class StewardSettings(BaseSettings):
         "outbox relay, which publishes in order",
     )
     port: int = 8000
+    host: str | None = Field(
+        default=None,
+        description="Interface the API listens on: by default every one in prod (a "
+        "container's), only loopback in dev, where tokens are signed with a secret from "
+        "this repository and /admin/clock moves the clocks",
+    )
     schema_name: str | None = Field(
         default=None, description="Override the service's schema (tests, side-by-side runs)"
     )
@@ -115,6 +121,10 @@ class StewardSettings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.steward_env == "dev"
+
+    @property
+    def listen_host(self) -> str:
+        return self.host or ("127.0.0.1" if self.is_dev else "0.0.0.0")
 
     @model_validator(mode="after")
     def _auth_is_configured(self) -> StewardSettings:
