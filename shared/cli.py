@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 
@@ -57,7 +58,7 @@ def available_services() -> dict[str, ServiceSpec]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Embedded Postgres + broker, topics, migrations, then every service as a process."""
-    from shared.devstack.broker import EmbeddedBroker
+    from shared.devstack.broker import EmbeddedBroker, port_in_use
     from shared.devstack.postgres import EmbeddedPostgres
     from shared.devstack.topics import create_topics
 
@@ -65,7 +66,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     # services run in sessions of their own and would otherwise outlive us.
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, signal.default_int_handler)
+    lock = _stack_lock()
+    if lock is None:
+        console.print(
+            f"[red]another `steward up` runs from this checkout ({STACK_DIR}): stop it first[/]"
+        )
+        return 1
     specs = available_services()
+    taken = [f"{name} {PORTS[name]}" for name in specs if port_in_use(PORTS[name])]
+    if taken:
+        console.print(f"[red]ports in use, needed by: {', '.join(taken)}[/]")
+        return 1
     database_url = os.environ.get("DATABASE_URL")
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     postgres = broker = None
@@ -110,14 +121,36 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("\n[bold]stopping…[/]")
         return 0
+    except RuntimeError as exc:  # the embedded infrastructure could not start: say why
+        console.print(f"[red]{exc}[/]")
+        return 1
     finally:
+        # A second Ctrl-C must not cut the stop short: the children run in sessions of their
+        # own, and whatever is not stopped here outlives us.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, signal.SIG_IGN)
         _stop_children(children)
         if broker:
             broker.stop()
         if postgres:
             postgres.stop()
+        lock.close()
         with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
             console.print("[green]✓[/] stopped")
+
+
+def _stack_lock() -> IO[str] | None:
+    """This checkout's stack lock, held while `steward up` runs (None: another holds it).
+    Embedded Postgres stops a server it finds running in its folder, taken for an orphan
+    of an earlier run: without the lock, a second `up` killed the first one's database."""
+    STACK_DIR.mkdir(parents=True, exist_ok=True)
+    lock = (STACK_DIR / "up.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 def _spawn(name: str, env: dict[str, str], log_dir: Path | None) -> subprocess.Popen[str]:
@@ -150,8 +183,13 @@ def _wait_ready(
     pending = set(specs)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            raise SystemExit("a service exited during start-up; see its log")
+        for name, child in zip(specs, children, strict=True):
+            if child.poll() is not None:
+                where = STACK_DIR / "logs" / f"{name}.log" if child.stdout is None else "above"
+                raise SystemExit(
+                    f"{name} exited during start-up (code {child.returncode}, port "
+                    f"{PORTS[name]}); see its log: {where}"
+                )
         for name in sorted(pending):
             try:
                 if (

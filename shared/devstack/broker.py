@@ -17,13 +17,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
+def port_in_use(port: int) -> bool:
+    """Something listens on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(
+    port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until something listens on the port; the `process` meant to must not exit first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if port_in_use(port):
+            return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode} before listening on {port}")
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
@@ -47,7 +57,13 @@ class EmbeddedBroker:
         return self._process.pid if self._process else None
 
     def start(self) -> str:
-        """Start the broker and wait until it accepts connections; returns its address."""
+        """Start the broker and wait until it accepts connections; returns its address.
+        A port already taken is an error: whatever holds it is not this broker."""
+        if port_in_use(self.port):
+            raise RuntimeError(
+                f"port {self.port} is in use (an earlier broker still running?): "
+                f"free it, e.g. `fuser -k {self.port}/tcp`"
+            )
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         address = f"tcp://127.0.0.1:{self.port}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port}"
@@ -64,7 +80,11 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port, process=self._process)
+        except RuntimeError as exc:
+            self._process = None
+            raise RuntimeError(f"the broker {exc}; see {self.log_file}") from None
         return self.bootstrap_servers
 
     def stop(self) -> None:

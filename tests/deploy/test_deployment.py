@@ -231,7 +231,7 @@ def test_compose_runs_every_service_on_its_port_with_a_health_check():
         assert svc["command"] == ["python", "-m", f"services.{name}"]
         assert svc["environment"]["STEWARD_SERVICE"] == name  # the health check's port
         assert int(svc["environment"][f"{name.upper()}_PORT"]) == port
-        assert svc["ports"] == [f"127.0.0.1:{port}:{port}"]  # this machine only, as Kafka and Postgres
+        assert svc["ports"] == [f"127.0.0.1:{port}:{port}"]  # this machine only
         assert svc["healthcheck"]["test"][-2:] == ["/opt/steward/healthcheck.py", "/readyz"]
         assert svc["depends_on"] == {
             "kafka": {"condition": "service_healthy"},
