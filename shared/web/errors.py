@@ -34,6 +34,8 @@ _CODES = {
 # Postgres refuses NUL and unencodable characters in text (character_not_in_repertoire,
 # untranslatable_character): the input is bad, not the server.
 _UNSTORABLE_TEXT = {"22021", "22P05"}
+# program_limit_exceeded: an id in a path longer than a btree index entry holds (~2,700 bytes).
+_TOO_LONG_TO_INDEX = "54000"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -99,6 +101,11 @@ def install_error_handlers(app: FastAPI) -> None:
                     "validation_error",
                     "text contains characters that cannot be stored (e.g. NUL, \\u0000)",
                 ),
+                status_code=422,
+            )
+        if _sqlstate(exc) == _TOO_LONG_TO_INDEX:
+            return JSONResponse(
+                error_body("validation_error", "a value is too long to be stored as a key"),
                 status_code=422,
             )
         return await unexpected(request, exc)

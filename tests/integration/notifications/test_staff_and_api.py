@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -319,3 +321,14 @@ async def test_a_profile_callback_for_a_team_goes_to_the_teams_duty_contact(
 
     [received] = await eventually(to_team, bool)
     assert "新客户未激活" in received.body["text"]
+
+
+async def test_an_id_too_long_for_its_index_is_a_422_not_a_500(notifications):
+    ops = notifications.token("ops")
+    # 6,000 characters of no pattern: more than a btree index entry holds (about 2,700 bytes)
+    employee_id = base64.urlsafe_b64encode(os.urandom(4500)).decode()
+    response = await notifications.http.put(
+        f"/staff/{employee_id}", json={"name": "x"}, headers=ops
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"
