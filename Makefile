@@ -17,8 +17,9 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-## Rewrite constraints.txt (the exact versions installs take) from the current .venv.
-lock: $(STAMP)
+## Resolve pyproject.toml afresh (newest allowed versions) and write them to constraints.txt.
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
 	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
 	mv constraints.new constraints.txt
 

@@ -12,11 +12,12 @@ from typing import Any
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
-# E.164 or bare mainland mobile numbers; WeChat openids (28 chars, leading "o"). Each may
-# follow an escape such as "\n" or "\t" (a repr, a JSON text): its letter is not a word's.
+# E.164 or bare mainland mobile numbers; WeChat openids (28 chars, leading "o"). Bounded by
+# ASCII word characters only (Python's \w takes Chinese ones: "客户13812345678" went out
+# whole), and each may follow an escape such as "\n" or "\t" (a repr, a JSON text).
 _ESCAPED = r"(?<=\\[ntr])"
 _PHONE = re.compile(
-    rf"(?:(?<![\w+])|{_ESCAPED})"
+    rf"(?:(?<![A-Za-z0-9_+])|{_ESCAPED})"
     r"(?:(\+?\d{2,3})?(1[3-9]\d)(\d{4})(\d{4})(?!\d)|(\+\d{1,3})(\d{4,8})(\d{4})(?!\d))"
 )
 # Bounded by characters outside the openid alphabet, not by \b: one may end in "-".

@@ -108,7 +108,8 @@ class StewardSettings(BaseSettings):
         "outbox relay, which publishes in order",
     )
     port: int = 8000
-    host: str | None = Field(
+    # STEWARD_HOST, not HOST: shells (tcsh) set HOST to the machine's name.
+    steward_host: str | None = Field(
         default=None,
         description="Interface the API listens on: by default every one in prod (a "
         "container's), only loopback in dev, where tokens are signed with a secret from "
@@ -124,7 +125,7 @@ class StewardSettings(BaseSettings):
 
     @property
     def listen_host(self) -> str:
-        return self.host or ("127.0.0.1" if self.is_dev else "0.0.0.0")
+        return self.steward_host or ("127.0.0.1" if self.is_dev else "0.0.0.0")
 
     @model_validator(mode="after")
     def _auth_is_configured(self) -> StewardSettings:

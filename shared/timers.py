@@ -281,7 +281,7 @@ class TimerWorker:
             attempts = await tx.session.scalar(
                 update(timers)
                 .where(timers.c.id == timer.id)
-                .values(attempts=timers.c.attempts + 1, last_error=mask_pii(repr(exc)[:2000]))
+                .values(attempts=timers.c.attempts + 1, last_error=mask_pii(repr(exc))[:2000])
                 .returning(timers.c.attempts)
             )
             attempts = int(attempts or 0)

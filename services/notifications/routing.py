@@ -3,8 +3,8 @@
 Escalation contacts are staff roles: level 1 (department head) is the staff member with
 role `department_head` in the complaint's department, or that department's duty contact
 when none is on record; level 2 (branch president) is the staff member with role
-`branch_president` of the customer's branch, or any branch president when the branch is
-unknown.
+`branch_president` of the branch that received the complaint, else of the customer's
+branch, else the first branch president on record.
 """
 
 from __future__ import annotations

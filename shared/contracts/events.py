@@ -238,17 +238,17 @@ class ProfileChanged(Contract):
     """Full contact/preference snapshot of a customer after an effective change."""
 
     customer_id: CustomerId
-    name: PersonName | None = None
-    mobile: Mobile | None = None
-    wechat_openid: OpenId | None = None
+    name: str | None = None
+    mobile: str | None = None
+    wechat_openid: str | None = None
     language: Language = "zh-CN"
     preferred_channel: Channel = "sms"
     consents: Consents = Consents(service=True, marketing=False)
     quiet_hours: QuietHours = QuietHours(start="21:00", end="08:00")
     tier: Tier | None = None
     maintenance_team: MaintenanceTeam | None = None
-    relationship_manager_id: Code | None = None
-    branch_id: Code | None = None
+    relationship_manager_id: str | None = None
+    branch_id: str | None = None
 
 
 class ProfileCallbackDue(Contract):

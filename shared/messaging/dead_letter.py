@@ -51,7 +51,9 @@ def dead_letter(
     at: datetime,
 ) -> None:
     """Queue the original message on the dead-letter topic and an alert for ops."""
-    reason = mask_pii(reason[:MAX_REASON])  # it may quote the input (the value keeps it)
+    # It may quote the input (the value keeps it): masked, then cut (a number cut first
+    # could slip past the pattern).
+    reason = mask_pii(reason)[:MAX_REASON]
     headers = [
         ("dlq.original_topic", record.topic),
         ("dlq.partition", str(record.partition)),

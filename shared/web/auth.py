@@ -87,8 +87,11 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise ApiError(401, "invalid_token", f"token rejected: {exc}") from None
-        for name in ("role", "customer_id", "employee_id", "department"):
-            if not isinstance(claims.get(name), str | None):
+        for name in ("customer_id", "employee_id", "department"):
+            value = claims.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                claims[name] = str(value)  # a provider may give ids as numbers
+            elif not isinstance(value, str | None):
                 raise ApiError(401, "invalid_token", f"claim {name!r} is not a string")
         permissions = claims.get("permissions") or []
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):

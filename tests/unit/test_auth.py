@@ -78,7 +78,9 @@ async def test_customer_cannot_read_another_customer(http):
         # Signed, but claims of the wrong type (a number of permissions answered 500).
         jwt.encode({"sub": "x", "role": "ops", "exp": 4102444800, "permissions": 5}, SECRET),
         jwt.encode({"sub": "x", "role": "ops", "exp": 4102444800, "permissions": [[1]]}, SECRET),
-        jwt.encode({"sub": "x", "role": "customer", "exp": 4102444800, "customer_id": 7}, SECRET),
+        jwt.encode(
+            {"sub": "x", "role": "customer", "exp": 4102444800, "customer_id": ["A"]}, SECRET
+        ),
         # An audience this deployment was not told to accept.
         jwt.encode({"sub": "x", "role": "admin", "exp": 4102444800, "aud": "other"}, SECRET),
     ],
@@ -90,7 +92,7 @@ async def test_customer_cannot_read_another_customer(http):
         "garbage",
         "permissions-a-number",
         "permissions-nested",
-        "customer-id-a-number",
+        "customer-id-a-list",
         "unexpected-audience",
     ],
 )
@@ -136,6 +138,26 @@ async def test_issuer_and_audience_are_checked_when_configured():
         assert await status(iss="bank-idp", aud="other") == 401
         assert await status(iss="bank-idp") == 401  # audience required once configured
         assert await status(aud="steward") == 401  # issuer likewise
+
+
+async def test_numeric_id_claims_are_taken_as_text():
+    app = create_app(SPEC, settings())
+    token = jwt.encode(
+        {"sub": "7", "role": "customer", "customer_id": 7, "exp": 4102444800}, SECRET
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        other = await client.get("/customers/8/tier", headers=bearer(token))
+    assert other.status_code == 403  # accepted, as customer "7", and refused another's data
+
+
+def test_the_listening_interface_is_loopback_in_dev_and_not_read_from_host(monkeypatch):
+    monkeypatch.setenv("HOST", "myhost.example")  # tcsh sets it to the machine's name
+    assert settings().listen_host == "127.0.0.1"
+    assert settings(steward_env="prod").listen_host == "0.0.0.0"
+    monkeypatch.setenv("STEWARD_HOST", "10.0.0.5")
+    assert settings().listen_host == "10.0.0.5"
 
 
 def test_hs256_needs_a_secret():

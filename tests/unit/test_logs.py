@@ -22,6 +22,8 @@ pytestmark = pytest.mark.unit
             "amount 50000.00 and account 6222020200112233",
             "amount 50000.00 and account 6222020200112233",
         ),
+        # After Chinese text, which Python's \w counts as word characters.
+        ("客户13812345678来电", "客户138****5678来电"),
         # After an escape in a repr or a JSON text: its letter is not part of the number.
         (r"rows:\n13812345678\to6_bmjrPTlm6_2sgVt7hMZOPfL2M", r"rows:\n138****5678\to6_b****fL2M"),
         (
