@@ -372,3 +372,44 @@ async def test_per_level_sla_timers_become_one_timer_per_clock_at_its_earliest_l
         }
     finally:
         await conn.close()
+
+
+async def test_app_complaints_of_the_old_desk_id_become_the_departments(infra):
+    """Migration 0009: a complaint owned by `customer_service_desk` (an id no staff record
+    had) is owned by the customer service department; an employee's is left alone."""
+    schema = infra.new_schema("complaints_m")
+    await upgrade(COMPLAINTS.migrations, infra.database_url, schema)
+    config = alembic_config(COMPLAINTS.migrations, infra.database_url, schema)
+    engine = create_engine(infra.database_url, schema, application_name="test-desk-owner")
+    template, _ = new()
+    desk = dataclasses.replace(
+        template, complaint_id="CD1", complaint_ref="RD1", owner_id="customer_service_desk"
+    )
+    staff = dataclasses.replace(template, complaint_id="CD2", complaint_ref="RD2")
+
+    async def owners() -> dict[str, tuple[str, str]]:
+        async with AsyncSession(engine) as session:
+            found = await store.get_many(session, ["CD1", "CD2"])
+            return {cid: (c.owner_id, c.owner_kind) for cid, c in found.items()}
+
+    try:
+        await asyncio.to_thread(command.downgrade, config, "0008")
+        async with AsyncSession(engine) as session, session.begin():
+            await store.save(session, [desk, staff], T0)
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await owners() == {
+            "CD1": ("customer_service", "department"),
+            "CD2": (staff.owner_id, "employee"),
+        }
+        async with AsyncSession(engine) as session:
+            column = await session.scalar(
+                text("SELECT owner_id FROM complaints WHERE complaint_id = 'CD1'")
+            )
+        assert column == "customer_service"  # the column the lists filter on, too
+        await asyncio.to_thread(command.downgrade, config, "0008")
+        assert await owners() == {
+            "CD1": ("customer_service_desk", "employee"),
+            "CD2": (staff.owner_id, "employee"),
+        }
+    finally:
+        await engine.dispose()
