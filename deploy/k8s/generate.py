@@ -110,7 +110,8 @@ def deployment(service: str, size: Sizing) -> dict[str, Any]:
         ],
         # migrations run at start-up (one replica at a time, advisory lock): allow for them
         "startupProbe": probe("/healthz", 2, 60),
-        "readinessProbe": probe("/readyz", 10, 3),
+        # the API's readiness, not the consumers': see /readyz/http in shared/web/app.py
+        "readinessProbe": probe("/readyz/http", 10, 3),
         "livenessProbe": probe("/healthz", 15, 4),
         "resources": {
             "requests": {"cpu": size.cpu_request, "memory": size.memory_request},

@@ -118,6 +118,16 @@ def _platform_routes(dev: bool) -> APIRouter:
         body = {"status": "ready" if ready else "not_ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    @router.get("/readyz/http", tags=["ops"])
+    async def readyz_http(rt: RuntimeDep) -> JSONResponse:
+        """Serves its API: the database answers (503 otherwise). Kubernetes' readiness
+        probe: neither a broker outage nor a replica without partitions should take the
+        API out of the Service, as the API needs only the database (its events wait in
+        the outbox). `/readyz` is the whole process, consumers included."""
+        ready = await rt.database_ready()
+        body = {"status": "ready" if ready else "not_ready", "checks": {"database": ready}}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
     @router.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
         """Prometheus exposition."""

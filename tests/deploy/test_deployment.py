@@ -420,7 +420,7 @@ def test_deployment_probes_resources_and_security(name):
     container = main_container(name)
     pod = deployment(name)["spec"]["template"]["spec"]
     assert container["command"] == ["python", "-m", f"services.{name}"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz/http"  # the API's
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for kind in ("requests", "limits"):
         assert set(container["resources"][kind]) == {"cpu", "memory"}

@@ -266,3 +266,11 @@ async def test_a_balance_whose_cny_the_ledger_cannot_hold_is_dead_lettered(
         assert Decimal(response.json()["total_balance"]) == Decimal("9100000000000000.00")
     finally:
         await dead_letters.stop()
+
+
+async def test_http_readiness_is_the_databases(tiering):
+    response = await tiering.http.get("/readyz/http")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "checks": {"database": True}}
+    whole = await tiering.http.get("/readyz")
+    assert set(whole.json()["checks"]) == {"database", "broker", "consumers"}
