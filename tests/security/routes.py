@@ -11,6 +11,7 @@ from fastapi import FastAPI
 PUBLIC = {
     "/healthz",
     "/readyz",
+    "/readyz/http",
     "/metrics",
     "/docs",
     "/docs/oauth2-redirect",

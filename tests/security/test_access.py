@@ -135,6 +135,6 @@ async def test_each_route_admits_exactly_its_roles(fleet):
 
 async def test_public_endpoints_answer_without_a_token(fleet):
     for svc in fleet.values():
-        for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
+        for path in ("/healthz", "/readyz", "/readyz/http", "/metrics", "/openapi.json", "/docs"):
             response = await svc.http.get(path)
             assert response.status_code == 200, (path, response.text[:200])
