@@ -33,8 +33,16 @@ def _mask_phone(match: re.Match[str]) -> str:
     return f"{match.group(5)}****{match.group(7)}"
 
 
+# Every match holds nine digits in a row or 28 characters of an openid's alphabet: text
+# without either is returned as it is, in 0.4 µs instead of 1.6 (a complaint id; an ops
+# alert of a firing's breaches lists 500 of them).
+_CANDIDATE = re.compile(r"\d{9}|[A-Za-z0-9_-]{28}")  # \d, as in _PHONE
+
+
 def mask_pii(text: str) -> str:
     """Replace the middle of phone numbers and openids with asterisks."""
+    if _CANDIDATE.search(text) is None:
+        return text
     return _OPENID.sub(r"\1****\2", _PHONE.sub(_mask_phone, text))
 
 
